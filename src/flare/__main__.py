@@ -1,0 +1,3 @@
+from flare.cli import main
+
+main()

@@ -1,0 +1,74 @@
+"""What every CLI module shares: a group with a default command, config resolution, one-line errors."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from pydantic import ValidationError
+
+from flare.core.config import FlareConfig, apply_overrides, format_validation_error, load_config
+from flare.core.errors import ConfigError, FlareError
+
+__all__ = ["DefaultCommandGroup", "console", "err_console", "handle_errors", "resolve_config", "stage_app"]
+
+console = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class DefaultCommandGroup(TyperGroup):
+    """A group whose ``run`` command is used when no sub-command is named: ``flare augment IN OUT --k 5``
+    runs ``flare augment run IN OUT --k 5`` while ``flare augment replay ...`` still reaches ``replay``."""
+
+    default_command = "run"
+
+    def parse_args(self, ctx, args):  # type: ignore[override]
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+def stage_app(help_text: str) -> typer.Typer:
+    """A sub-command group for one stage (default command ``run``)."""
+    return typer.Typer(cls=DefaultCommandGroup, help=help_text, no_args_is_help=True, add_completion=False)
+
+
+def handle_errors(function: F) -> F:
+    """Print :class:`FlareError` as one red line and exit 1 (tracebacks only for real bugs)."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except FlareError as exc:
+            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=1) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted; re-run the same command to resume")
+            raise typer.Exit(code=130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def resolve_config(config_path: Path | None, overrides: list[str] | None = None,
+                   flags: dict[str, Any] | None = None) -> FlareConfig:
+    """defaults < YAML file < ``--set key=value`` < dedicated flags (``None`` flags are ignored)."""
+    config = load_config(config_path, overrides or None)
+    present = {key: value for key, value in (flags or {}).items() if value is not None}
+    if not present:
+        return config
+    try:
+        return FlareConfig.model_validate(apply_overrides(config.model_dump(), present))
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def is_interactive() -> bool:
+    return sys.stdout.isatty()

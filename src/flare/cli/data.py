@@ -1,0 +1,114 @@
+"""``flare data``: simulate, ingest, make the LR protocol, check for leakage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from flare.cli._common import console, err_console, handle_errors, resolve_config
+from flare.core.manifest import Manifest
+
+app = typer.Typer(help="Get data in: simulate a survey, ingest images, build LR/HR pairs, check splits.",
+                  no_args_is_help=True)
+
+ConfigOption = Annotated[Optional[Path], typer.Option("--config", "-c", help="Run config YAML.")]
+SetOption = Annotated[Optional[list[str]], typer.Option("--set", help="Override: section.key=value (repeatable).")]
+SeedOption = Annotated[Optional[int], typer.Option("--seed", help="Seed (overrides config).")]
+
+
+@app.command("simulate")
+@handle_errors
+def simulate(out: Annotated[Path, typer.Argument(help="Dataset folder to write.")],
+             config: ConfigOption = None, set_: SetOption = None, seed: SeedOption = None,
+             per_class: Annotated[Optional[int], typer.Option(help="Objects per class.")] = None) -> None:
+    """Simulate a small survey with GalSim: HR truth + LR observation per object, already split."""
+    from flare.data.simulate import simulate_survey
+
+    cfg = resolve_config(config, set_, {"seed": seed, "simulate.objects_per_class": per_class})
+    manifest = simulate_survey(out, cfg.simulate, seed=cfg.seed, split=cfg.data.split)
+    _print_counts(manifest)
+    console.print(f"simulated {len(manifest)} objects into {out}")
+
+
+@app.command("ingest")
+@handle_errors
+def ingest(source: Annotated[Path, typer.Argument(help="Folder of class folders, or CSV/Parquet (path,label[,origin]).")],
+           out: Annotated[Path, typer.Argument(help="Dataset folder to write.")],
+           config: ConfigOption = None, set_: SetOption = None, seed: SeedOption = None,
+           taxonomy: Annotated[Optional[str], typer.Option(help="Preset (gz1, spacenet, sim) or YAML file.")] = None,
+           stretch: Annotated[Optional[str], typer.Option(help="FITS stretch: linear, asinh, log, sqrt.")] = None,
+           interval: Annotated[Optional[str], typer.Option(help="FITS interval: percentile, zscale, minmax.")] = None,
+           hdu: Annotated[Optional[str], typer.Option(help="FITS HDU index or EXTNAME.")] = None,
+           storage: Annotated[Optional[str], typer.Option(help="auto, convert or reference.")] = None) -> None:
+    """Read, validate and split images; bad files go to quarantine.csv with the reason."""
+    from flare.data.ingest import ingest as run_ingest
+
+    hdu_value = int(hdu) if hdu is not None and hdu.lstrip("-").isdigit() else hdu
+    cfg = resolve_config(config, set_, {"seed": seed, "data.stretch": stretch, "data.interval": interval,
+                                        "data.fits_hdu": hdu_value, "data.storage": storage,
+                                        "data.taxonomy": taxonomy})
+    result = run_ingest(source, out, cfg.data, seed=cfg.seed, taxonomy=cfg.data.taxonomy)
+    _print_counts(result.manifest)
+    summary = result.summary()
+    console.print(f"ingested {summary['images']} images; quarantined {summary['quarantined']} "
+                  f"(see {out / 'quarantine.csv'}); exact duplicates {summary['exact_duplicates']}; "
+                  f"label conflicts {summary['label_conflicts']}")
+
+
+@app.command("make-lr")
+@handle_errors
+def make_lr(dataset: Annotated[Path, typer.Argument(help="An ingested dataset folder.")],
+            out: Annotated[Path, typer.Argument(help="Dataset folder to write (hr/ truth, lr/ inputs).")],
+            crop: Annotated[int, typer.Option(help="Centre crop side (HR truth), px.")] = 192,
+            factor: Annotated[int, typer.Option(help="Binning factor.")] = 4,
+            psf_fwhm: Annotated[float, typer.Option(help="Extra PSF FWHM, HR px.")] = 4.0,
+            read_noise: Annotated[float, typer.Option(help="Read noise sigma, display units.")] = 2.0,
+            gain: Annotated[float, typer.Option(help="Gain for Poisson noise (display units → counts).")] = 4.0,
+            max_per_class: Annotated[Optional[int], typer.Option(help="Keep at most N per class and split.")] = None,
+            seed: Annotated[int, typer.Option(help="Noise and subset seed.")] = 0) -> None:
+    """Build the LR protocol: HR = centre crop, LR = crop binned ×factor through PSF + noise."""
+    from flare.data.degrade import DegradeConfig
+    from flare.data.protocol import make_lr_protocol
+
+    degradation = DegradeConfig(factor=factor, psf_fwhm_px=psf_fwhm, read_noise=read_noise, gain=gain)
+    manifest = make_lr_protocol(dataset, out, crop_px=crop, degradation=degradation, seed=seed,
+                                max_per_class=max_per_class)
+    _print_counts(manifest)
+    console.print(f"wrote {len(manifest)} LR/HR pairs into {out}")
+
+
+@app.command("check-leakage")
+@handle_errors
+def check_leakage(dataset: Annotated[Path, typer.Argument(help="Dataset folder (or manifest file).")]) -> None:
+    """Exit non-zero if an origin or an exact duplicate sits in two splits, or a generated image is outside train."""
+    from flare.data.leakage import check_leakage as run_check
+
+    report = run_check(Manifest.read(dataset))
+    if report.ok:
+        console.print(f"no leakage in {dataset}")
+        return
+    for line in report.lines():
+        err_console.print(f"leak: {line}", highlight=False)
+    raise typer.Exit(code=1)
+
+
+@app.command("show")
+@handle_errors
+def show(dataset: Annotated[Path, typer.Argument(help="Dataset folder.")]) -> None:
+    """Counts per stage, split and class."""
+    _print_counts(Manifest.read(dataset))
+
+
+def _print_counts(manifest: Manifest) -> None:
+    frame = manifest.frame
+    if not len(frame):
+        console.print("(empty)")
+        return
+    counts = frame.groupby(["stage", "label", "split"]).size().unstack(fill_value=0)
+    table = Table("stage", "label", *[str(c) for c in counts.columns])
+    for (stage, label), row in counts.iterrows():
+        table.add_row(str(stage), str(label), *[str(int(v)) for v in row])
+    console.print(table)

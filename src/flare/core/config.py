@@ -1,0 +1,254 @@
+"""One YAML file per run, validated by pydantic models (one per stage); CLI flags override file values.
+
+Precedence, lowest first: model defaults < YAML file < ``--set section.key=value`` / dedicated flags.
+A bad value raises :class:`ConfigError` with one line: ``upscale.scale: Input should be 2 or 4, got 3``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from flare.core.errors import ConfigError
+
+__all__ = [
+    "FlareConfig", "DataConfig", "SplitConfig", "SimulateConfig", "UpscaleConfig", "AugmentConfig",
+    "GenerateConfig", "CombineConfig", "BenchmarkConfig", "ExecutorConfig",
+    "load_config", "apply_overrides", "format_validation_error", "default_config_yaml",
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SplitConfig(_Section):
+    """Origin-level stratified split made at ingest, before anything is generated."""
+
+    train: float = Field(0.7, gt=0, lt=1)
+    val: float = Field(0.15, ge=0, lt=1)
+    test: float = Field(0.15, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> "SplitConfig":
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + val + test must be 1.0, got {total:g}")
+        return self
+
+
+class DataConfig(_Section):
+    """Ingestion: where images come from and how non-8-bit data becomes 8-bit."""
+
+    source: str | None = None  # folder of class folders, or CSV/Parquet of path,label[,origin]
+    taxonomy: str | None = None  # preset name (gz1, spacenet, sim) or a YAML path; None: macro label = fine label
+    split: SplitConfig = SplitConfig()
+    storage: Literal["auto", "convert", "reference"] = "auto"
+    fits_hdu: int | str | None = None
+    interval: Literal["percentile", "zscale", "minmax"] = "percentile"
+    percentile_low: float = Field(0.5, ge=0, lt=50)
+    percentile_high: float = Field(99.5, gt=50, le=100)
+    stretch: Literal["linear", "asinh", "log", "sqrt"] = "asinh"
+    stretch_a: float = Field(0.1, gt=0)
+    background_clip: bool = True
+    grey_policy: Literal["rgb", "keep", "reject"] = "rgb"
+    alpha_policy: Literal["flatten", "reject"] = "flatten"
+    max_pixels: int = Field(64_000_000, gt=0)
+    min_side_px: int = Field(8, ge=1)
+    workers: int = Field(2, ge=1)
+
+
+class SimulateConfig(_Section):
+    """The embedded default survey (GalSim): HR truth and a ×factor coarser LR observation per object."""
+
+    objects_per_class: int = Field(40, ge=1)
+    classes: list[str] = ["elliptical", "edge_on", "spiral_clockwise", "spiral_anticlockwise", "merger", "star"]
+    hr_size_px: int = Field(96, ge=16)
+    factor: int = Field(4, ge=2, le=8)
+    hr_pixel_scale_arcsec: float = Field(0.1, gt=0)
+    hr_psf_fwhm_arcsec: float = Field(0.25, gt=0)
+    lr_psf_fwhm_arcsec: float = Field(1.0, gt=0)
+    sky_level: float = Field(4.0, ge=0)  # LR sky, in the 8-bit stretched units before noise
+    read_noise: float = Field(2.0, ge=0)
+    gain: float = Field(1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _divisible(self) -> "SimulateConfig":
+        if self.hr_size_px % self.factor:
+            raise ValueError(f"hr_size_px ({self.hr_size_px}) must be divisible by factor ({self.factor})")
+        return self
+
+
+class UpscaleConfig(_Section):
+    backend: str = "auto"  # "auto" = the faithful default: swinir-trained if a model exists, else bicubic
+    scale: Literal[2, 4] = 4
+    weights: str | None = None  # weight file for the `file`/`swinir` backends
+    tile_px: int = Field(256, ge=16)
+    tile_overlap_px: int = Field(16, ge=0)
+    batch_size: int = Field(8, ge=1)
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    format: Literal["png", "jpeg", "webp"] = "png"
+
+
+class AugmentConfig(_Section):
+    k: int = Field(5, ge=0)
+    presets: list[str] = ["hflip", "color_jitter", "flip_color_jitter", "resized_crop", "perspective"]
+    mode: Literal["materialised", "lazy"] = "materialised"
+    format: Literal["png", "jpeg", "webp"] = "png"
+    png_compress_level: int = Field(1, ge=0, le=9)
+    quality: int = Field(95, ge=1, le=100)
+    batch_size: int = Field(32, ge=1)
+    unsafe: dict[str, list[str]] = {}  # preset → classes it must not be applied to
+
+
+class GenerateConfig(_Section):
+    backend: str = "embedded"
+    per_class: int = Field(8, ge=0)
+    variations: int = Field(1, ge=0)
+    templates: list[str] = ["A realistic image of {class} in space"]
+    class_prompts: dict[str, list[str]] = {}
+    guidance_scale: float = Field(3.0, ge=0)
+    steps: int = Field(25, ge=1)
+    strength: float = Field(0.5, gt=0, le=1)
+    model_path: str | None = None
+    upscale: bool = True
+
+
+class CombineConfig(_Section):
+    alpha: float = Field(0.5, ge=0, le=1)
+    beta: float = Field(1.0, ge=0, le=1)
+    rule: Literal["types", "samples"] = "types"
+    per_class_target: int | None = Field(None, ge=1)
+
+
+class BenchmarkConfig(_Section):
+    preset: Literal["cpu-tiny", "cpu-small", "paper"] = "cpu-tiny"
+    backbones: list[str] | None = None
+    methods: list[str] = ["Raw_LR", "Raw_HR", "Raw_Aug", "T2I_Aug", "FLARE"]
+    tasks: list[Literal["fine", "macro"]] = ["fine", "macro"]
+    seeds: list[int] = [0]
+    image_size_px: int | None = Field(None, ge=16)
+    epochs: int | None = Field(None, ge=1)
+    pretrained: str | None = None  # a local weights file; never a hub download
+
+
+class ExecutorConfig(_Section):
+    name: Literal["local", "ray"] = "local"
+    workers: int = Field(1, ge=1)
+    batch_size: int = Field(16, ge=1)
+
+
+class FlareConfig(_Section):
+    """A whole run. ``flare config init`` writes this with comments."""
+
+    seed: int = Field(0, ge=0)
+    workdir: str = "flare-work"
+    data: DataConfig = DataConfig()
+    simulate: SimulateConfig = SimulateConfig()
+    upscale: UpscaleConfig = UpscaleConfig()
+    augment: AugmentConfig = AugmentConfig()
+    generate: GenerateConfig = GenerateConfig()
+    combine: CombineConfig = CombineConfig()
+    benchmark: BenchmarkConfig = BenchmarkConfig()
+    executor: ExecutorConfig = ExecutorConfig()
+
+    @field_validator("workdir")
+    @classmethod
+    def _nonempty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+
+def format_validation_error(error: ValidationError, section: str | None = None) -> str:
+    """First error as one line: ``field.path: message, got VALUE``."""
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"]) or (section or "config")
+    if section and not location.startswith(section):
+        location = f"{section}.{location}"
+    message = first["msg"].removeprefix("Value error, ")
+    if "input" in first and first["type"] not in ("missing", "extra_forbidden") and not isinstance(first["input"], dict):
+        message += f", got {first['input']!r}"
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    return f"{location}: {message}"
+
+
+def _parse_value(text: str) -> Any:
+    return yaml.safe_load(text) if text != "" else ""
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any] | list[str]) -> dict[str, Any]:
+    """Set dotted keys (``upscale.scale``) in a nested dict; ``"key=value"`` strings are parsed as YAML scalars."""
+    if isinstance(overrides, list):
+        parsed: dict[str, Any] = {}
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"--set: {item!r} is not of the form section.key=value")
+            key, value = item.split("=", 1)
+            parsed[key.strip()] = _parse_value(value)
+        overrides = parsed
+    out = dict(data)
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        node = out
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            node[part] = dict(child) if isinstance(child, dict) else {}
+            node = node[part]
+        node[parts[-1]] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | list[str] | None = None) -> FlareConfig:
+    """Load and validate a run config (defaults when ``path`` is None), then apply overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config: file {str(path)!r} does not exist")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config: {str(path)!r} is not valid YAML ({str(exc).splitlines()[0]})") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config: {str(path)!r} must hold a mapping at the top level")
+        data = loaded or {}
+    if overrides:
+        data = apply_overrides(data, overrides)
+    try:
+        return FlareConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def default_config_yaml() -> str:
+    """The default config as YAML, each field preceded by its description (what ``flare config init`` writes)."""
+    lines = ["# FLARE run configuration. Every key is optional; the values shown are the defaults.",
+             "# Flags override these: e.g. `flare run --set upscale.backend=lanczos --set seed=3`.", ""]
+
+    def emit(model: BaseModel, indent: int) -> None:
+        for name, field in type(model).model_fields.items():
+            value = getattr(model, name)
+            pad = " " * indent
+            annotation = field.annotation
+            allowed = getattr(annotation, "__args__", None)
+            note = field.description or ""
+            if allowed and all(isinstance(a, (str, int)) for a in allowed) and getattr(annotation, "__origin__", None) is Literal:
+                note = (note + " " if note else "") + "one of: " + ", ".join(map(str, allowed))
+            if note:
+                lines.append(f"{pad}# {note}")
+            if isinstance(value, BaseModel):
+                lines.append(f"{pad}{name}:")
+                emit(value, indent + 2)
+            else:
+                dumped = yaml.safe_dump({name: value}, default_flow_style=True, sort_keys=False).strip()
+                lines.append(f"{pad}{dumped[1:-1] if dumped.startswith('{') else dumped}")
+
+    emit(FlareConfig(), 0)
+    return "\n".join(lines) + "\n"

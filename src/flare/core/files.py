@@ -1,0 +1,62 @@
+"""Atomic writes and path safety: a crash never leaves a half-written file under its final name."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from flare.core.errors import FlareError
+
+__all__ = ["atomic_write_bytes", "atomic_output", "safe_join", "sha256_file", "sha256_bytes", "TEMP_PREFIX"]
+
+# Temp files start with this prefix so that resume logic and tests can find leftovers.
+TEMP_PREFIX = ".flare-tmp-"
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; on success rename it over ``path`` (same file system, so atomic)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def safe_join(root: str | Path, relative: str | Path) -> Path:
+    """Join ``relative`` to ``root`` and refuse any result outside ``root`` (``..``, absolute paths, links out)."""
+    root_resolved = Path(root).resolve()
+    candidate = (root_resolved / relative).resolve()
+    if candidate != root_resolved and root_resolved not in candidate.parents:
+        raise FlareError(f"unsafe path {str(relative)!r}: it leaves {str(root)!r}")
+    return candidate
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
