@@ -41,10 +41,10 @@ def shared_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def sim_dataset(tmp_path_factory) -> Path:
-    """A tiny simulated survey (6 classes × 6 objects, HR 32 px, LR 8 px), shared by the session."""
+    """A tiny simulated survey (6 classes × 6 objects, HR 48 px, LR 12 px), shared by the session."""
     from flare.core.config import SimulateConfig
     from flare.data.simulate import simulate_survey
 
     out = tmp_path_factory.mktemp("sim")
-    simulate_survey(out, SimulateConfig(objects_per_class=6, hr_size_px=32), seed=0)
+    simulate_survey(out, SimulateConfig(objects_per_class=6, hr_size_px=48), seed=0)
     return out
