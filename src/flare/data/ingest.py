@@ -244,6 +244,6 @@ def _write_reports(out: Path, result: IngestResult, source: str | Path) -> None:
     writer.writerow(["path", "reason"])
     writer.writerows(result.quarantined)
     atomic_write_bytes(out / "quarantine.csv", text.getvalue().encode())
-    report = {"source": str(source), **result.summary(), "duplicates": result.duplicates,
-              "label_conflicts": result.label_conflicts}
+    report = {"source": str(source), **result.summary(), "duplicate_groups": result.duplicates,
+              "label_conflict_details": result.label_conflicts}
     atomic_write_bytes(out / "ingest_report.json", json.dumps(report, indent=2).encode())
