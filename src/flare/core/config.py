@@ -50,10 +50,11 @@ class DataConfig(_Section):
     fits_hdu: int | str | None = None
     interval: Literal["percentile", "zscale", "minmax"] = "percentile"
     percentile_low: float = Field(0.5, ge=0, lt=50)
-    percentile_high: float = Field(99.5, gt=50, le=100)
+    percentile_high: float = Field(99.9, gt=50, le=100)
     stretch: Literal["linear", "asinh", "log", "sqrt"] = "asinh"
     stretch_a: float = Field(0.1, gt=0)
     background_clip: bool = True
+    background_sigma: float = Field(3.0, ge=0)
     grey_policy: Literal["rgb", "keep", "reject"] = "rgb"
     alpha_policy: Literal["flatten", "reject"] = "flatten"
     max_pixels: int = Field(64_000_000, gt=0)
@@ -133,12 +134,26 @@ class BenchmarkConfig(_Section):
     image_size_px: int | None = Field(None, ge=16)
     epochs: int | None = Field(None, ge=1)
     pretrained: str | None = None  # a local weights file; never a hub download
+    samples_per_epoch: int | None = Field(None, ge=1)  # None: the preset's value
+    batch_size: int | None = Field(None, ge=1)
+    macro_mode: Literal["collapse", "direct"] = "collapse"  # collapse: macro scored from the fine model
+    ood: list[str] = []  # label-mapping YAML files (each names its dataset folder)
+    features: bool = True  # t-SNE + silhouette/Davies-Bouldin of penultimate test features
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
 
 
 class ExecutorConfig(_Section):
+    """Where per-image work runs (docs/scaling.md). Outputs never depend on these values."""
+
     name: Literal["local", "ray"] = "local"
-    workers: int = Field(1, ge=1)
+    workers: int = Field(1, ge=1)  # local: pool size; ray: actors in the pool
     batch_size: int = Field(16, ge=1)
+    local_pool: Literal["process", "thread"] = "process"  # local with workers > 1
+    gpus_per_worker: float | None = Field(None, ge=0)  # ray; None: 1 when the cluster has GPUs, else 0
+    cpus_per_worker: float = Field(1.0, gt=0)  # ray
+    max_retries: int = Field(3, ge=0)  # ray: actor restarts and task retries after a worker dies
+    ray_address: str | None = None  # ray: an existing cluster ("auto", "ray://host:10001"); None: start one
+    shard: str | None = None  # "i/N": only the rows whose origin hashes to shard i of N (flare --shard)
 
 
 class FlareConfig(_Section):

@@ -48,10 +48,11 @@ class ReadOptions:
     fits_hdu: int | str | None = None  # index or EXTNAME; None = first HDU holding image data
     interval: IntervalName = "percentile"
     percentile_low: float = 0.5
-    percentile_high: float = 99.5
+    percentile_high: float = 99.9
     stretch: StretchName = "asinh"
     stretch_a: float = 0.1  # asinh softening / log base parameter, as astropy's AsinhStretch(a) and LogStretch(a)
-    background_clip: bool = True  # FITS only: subtract sigma-clipped sky, clip below
+    background_clip: bool = True  # FITS only: subtract the sigma-clipped sky median, zero what is below the clip
+    background_sigma: float = 3.0  # clip level above the sky, in sky sigmas (3σ as MiraBest preprocessing does)
     high_bit_stretch: StretchName = "linear"  # for 16-bit and float raster images
     grey_policy: Literal["rgb", "keep", "reject"] = "rgb"
     alpha_policy: Literal["flatten", "reject"] = "flatten"
@@ -253,9 +254,9 @@ def to_uint8(data: np.ndarray, options: ReadOptions, *, stretch: str, background
         raise ImageReadError("image data is all NaN/inf")
     values = data[finite]
     if background_clip:
-        _, median, _ = sigma_clipped_stats(values, sigma=3.0, maxiters=5)
+        _, median, sky_sigma = sigma_clipped_stats(values, sigma=3.0, maxiters=5)
         data = data - median
-        data[data < 0] = 0.0
+        data[data < options.background_sigma * sky_sigma] = 0.0
         fill = 0.0
     else:
         fill = float(np.median(values))

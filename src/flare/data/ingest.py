@@ -61,7 +61,8 @@ class IngestResult:
 def read_options(config: DataConfig) -> ReadOptions:
     return ReadOptions(fits_hdu=config.fits_hdu, interval=config.interval, percentile_low=config.percentile_low,
                        percentile_high=config.percentile_high, stretch=config.stretch, stretch_a=config.stretch_a,
-                       background_clip=config.background_clip, grey_policy=config.grey_policy,
+                       background_clip=config.background_clip,
+                       background_sigma=config.background_sigma, grey_policy=config.grey_policy,
                        alpha_policy=config.alpha_policy, max_pixels=config.max_pixels, min_side_px=config.min_side_px)
 
 
