@@ -36,10 +36,78 @@ def _step_data(config: FlareConfig, workdir: Path, outputs: dict[str, Path]) -> 
         simulate_survey(out, config.simulate, seed=config.seed, split=config.data.split)
     return out
 
+def _step_upscale(config: FlareConfig, workdir: Path, outputs: dict[str, Path]) -> Path:
+    """Stage 1: super-resolve the data folder (``auto``: swinir-trained if a model exists, else bicubic)."""
+    from flare.upscale.stage import upscale_dataset
+
+    out = workdir / "upscale"
+    upscale_dataset(outputs["data"], out, config.upscale, executor=config.executor)
+    return out
+
+
+def _step_augment(config: FlareConfig, workdir: Path, outputs: dict[str, Path]) -> Path:
+    """Stage 2 on the upscaled images when stage 1 ran, else on the data folder."""
+    from flare.augment.stage import augment_dataset
+
+    out = workdir / "augment"
+    source = outputs.get("upscale") or outputs["data"]
+    augment_dataset(source, out, config.augment, seed=config.seed, executor=config.executor)
+    return out
+
+
+def _step_generate(config: FlareConfig, workdir: Path, outputs: dict[str, Path]) -> Path:
+    """Stage 3 on the upscaled images when stage 1 ran, else on the data folder (embedded: trains first)."""
+    from flare.generate.stage import run_generate
+
+    out = workdir / "generate"
+    source = outputs.get("upscale") or outputs["data"]
+    run_generate(source, out, config.generate, seed=config.seed, executor=config.executor)
+    return out
+
+
+def _step_combine(config: FlareConfig, workdir: Path, outputs: dict[str, Path]) -> Path:
+    """Stage 4: the augment folder (or the latest earlier one) + the generate folder when that step ran."""
+    from flare.combine import combine_datasets
+
+    out = workdir / "combine"
+    source = outputs.get("augment") or outputs.get("upscale") or outputs["data"]
+    synthetic = outputs.get("generate")
+    combine_datasets(source, out, config.combine, seed=config.seed, synthetic=synthetic)
+    if config.combine.export:
+        from flare.augment.stage import export_lazy
+
+        export_lazy(out)
+    return out
+
+
+def _step_benchmark(config: FlareConfig, workdir: Path, outputs: dict[str, Path]) -> Path:
+    """Train the preset's classifiers on every method whose stage folder exists (missing ones are noted)."""
+    from flare.evaluate.benchmark import run_benchmark, settings_from_config
+
+    out = workdir / "benchmark"
+    run_benchmark(workdir, settings_from_config(config.benchmark), out)
+    return out
+
+
+def _step_report(config: FlareConfig, workdir: Path, outputs: dict[str, Path]) -> Path:
+    from flare.report.html import build_report
+
+    out = workdir / "report"
+    build_report(workdir, out / "report.html")
+    (out / "DONE").write_text("ok\n")
+    return out
+
 
 # (name, function(config, workdir, outputs) -> output folder). Each stage adds its step here.
 STEPS: list[tuple[str, Callable[[FlareConfig, Path, dict[str, Path]], Path]]] = [
     ("data", _step_data),
+    ("upscale", _step_upscale),
+    ("augment", _step_augment),
+    ("generate", _step_generate),
+    ("combine", _step_combine),
+    # Keep these two last: they read every earlier stage's folder and tolerate missing ones.
+    ("benchmark", _step_benchmark),
+    ("report", _step_report),
 ]
 
 

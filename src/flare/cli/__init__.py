@@ -18,7 +18,15 @@ _SUBCOMMANDS = [
     ("flare.cli.data", "data"),
     ("flare.cli.config", "config"),
     ("flare.cli.backends", "backends"),
+    ("flare.cli.upscale", "upscale"),
+    ("flare.cli.evaluate", "evaluate"),
+    ("flare.cli.augment", "augment"),
+    ("flare.cli.generate", "generate"),
+    ("flare.cli.combine", "combine"),
     ("flare.cli.run", "run"),
+    ("flare.cli.benchmark", "benchmark"),
+    ("flare.cli.report", "report"),
+    ("flare.cli.predict", "predict"),
 ]
 
 for _module_name, _name in _SUBCOMMANDS:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Annotated, Any, Callable, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -16,11 +16,31 @@ from pydantic import ValidationError
 from flare.core.config import FlareConfig, apply_overrides, format_validation_error, load_config
 from flare.core.errors import ConfigError, FlareError
 
-__all__ = ["DefaultCommandGroup", "console", "err_console", "handle_errors", "resolve_config", "stage_app"]
+__all__ = ["DefaultCommandGroup", "console", "err_console", "handle_errors", "resolve_config", "stage_app",
+           "ShardOption", "ExecutorOption", "WorkersOption"]
 
 console = Console()
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _check_shard(value: Optional[str]) -> Optional[str]:
+    from flare.core.shard import parse_shard
+
+    try:
+        parse_shard(value)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("--shard: ")) from None
+    return value
+
+
+# Reusable stage options: pass them on as flags {"executor.shard": shard, "executor.name": executor,
+# "executor.workers": workers} to resolve_config; map_batches reads config.executor.
+ShardOption = Annotated[Optional[str], typer.Option(
+    "--shard", callback=_check_shard, help="Only shard i of N (e.g. 0/4), chosen by a hash of each origin; "
+    "join the outputs with `flare data merge-manifests`.")]
+ExecutorOption = Annotated[Optional[str], typer.Option("--executor", help="local or ray.")]
+WorkersOption = Annotated[Optional[int], typer.Option("--workers", help="Processes (local) or actors (ray).")]
 
 
 class DefaultCommandGroup(TyperGroup):

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from flare.cli._common import console, err_console, handle_errors, resolve_config
+from flare.core.errors import FlareError
 from flare.core.manifest import Manifest
 
 app = typer.Typer(help="Get data in: simulate a survey, ingest images, build LR/HR pairs, check splits.",
@@ -93,6 +94,22 @@ def check_leakage(dataset: Annotated[Path, typer.Argument(help="Dataset folder (
     for line in report.lines():
         err_console.print(f"leak: {line}", highlight=False)
     raise typer.Exit(code=1)
+
+
+@app.command("merge-manifests")
+@handle_errors
+def merge_manifests(
+        out: Annotated[Path, typer.Argument(help="Dataset folder to write.")],
+        inputs: Annotated[list[Path], typer.Argument(help="Dataset folders written by `--shard i/N` runs.")],
+        files: Annotated[str, typer.Option(help="link (hard links, else copies), copy or reference.")] = "link",
+) -> None:
+    """Join sharded outputs into one dataset; fails on duplicate ids whose rows differ."""
+    from flare.core.shard import merge_manifests as run_merge
+
+    if files not in ("link", "copy", "reference"):
+        raise FlareError(f"--files: {files!r} is not one of link, copy, reference")
+    manifest = run_merge(inputs, out, files=files)  # type: ignore[arg-type]
+    console.print(f"merged {len(inputs)} datasets into {out}: {len(manifest)} rows")
 
 
 @app.command("show")

@@ -95,34 +95,57 @@ class UpscaleConfig(_Section):
 
 
 class AugmentConfig(_Section):
+    """Stage 2: K recorded variants per train image and preset (deterministic presets are capped: hflip 1)."""
+
     k: int = Field(5, ge=0)
     presets: list[str] = ["hflip", "color_jitter", "flip_color_jitter", "resized_crop", "perspective"]
     mode: Literal["materialised", "lazy"] = "materialised"
     format: Literal["png", "jpeg", "webp"] = "png"
     png_compress_level: int = Field(1, ge=0, le=9)
+    png_encoder: Literal["imagecodecs", "pillow"] = "imagecodecs"  # libpng via imagecodecs: ~7x faster
     quality: int = Field(95, ge=1, le=100)
+    webp_lossless: bool = True
     batch_size: int = Field(32, ge=1)
+    workers: int = Field(2, ge=1)  # decode/encode threads
     unsafe: dict[str, list[str]] = {}  # preset → classes it must not be applied to
 
 
 class GenerateConfig(_Section):
+    """Stage 3: class-prompted text-to-image plus image variations (train split only)."""
+
     backend: str = "embedded"
-    per_class: int = Field(8, ge=0)
-    variations: int = Field(1, ge=0)
+    per_class: int = Field(8, ge=0)  # text-to-image images per class
+    variations: int = Field(1, ge=0)  # image-to-image variations per source image
+    variation_source: Literal["real", "t2i"] = "real"  # vary the real train images or the t2i images
+    variation_max_per_class: int | None = Field(None, ge=1)  # cap on source images varied per class
     templates: list[str] = ["A realistic image of {class} in space"]
     class_prompts: dict[str, list[str]] = {}
     guidance_scale: float = Field(3.0, ge=0)
-    steps: int = Field(25, ge=1)
+    steps: int = Field(20, ge=1)
     strength: float = Field(0.5, gt=0, le=1)
-    model_path: str | None = None
-    upscale: bool = True
+    scheduler: Literal["ddim", "dpm"] = "ddim"
+    batch_size: int = Field(16, ge=1)
+    model_path: str | None = None  # embedded: trained here (into OUT/embedded-model) when None
+    device: Literal["auto", "cpu", "cuda", "mps"] = "cpu"
+    upscale: bool = True  # bring synthetic images to the dataset's image size with the stage-1 upscaler
+    upscale_backend: str = "bicubic"
+    train_epochs: int = Field(8, ge=1)
+    train_resolution_px: int = Field(32, ge=16, le=128)
+    train_batch_size: int = Field(16, ge=1)
+    train_source: Literal["base", "truth"] = "base"
+    train_max_minutes: float | None = Field(None, gt=0)
+    filter: Literal["none", "confidence", "outlier"] = "none"
+    filter_threshold: float = Field(0.5, ge=0)  # confidence: minimum share; outlier: maximum z-score
 
 
 class CombineConfig(_Section):
+    """Stage 4: α of the augmentation types, β of the synthetic types (seeded), written as an ImageFolder."""
+
     alpha: float = Field(0.5, ge=0, le=1)
     beta: float = Field(1.0, ge=0, le=1)
     rule: Literal["types", "samples"] = "types"
     per_class_target: int | None = Field(None, ge=1)
+    export: bool = False  # materialise lazy augmentation recipes into files
 
 
 class BenchmarkConfig(_Section):

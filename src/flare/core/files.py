@@ -11,7 +11,8 @@ from typing import Iterator
 
 from flare.core.errors import FlareError
 
-__all__ = ["atomic_write_bytes", "atomic_output", "safe_join", "sha256_file", "sha256_bytes", "TEMP_PREFIX"]
+__all__ = ["atomic_write_bytes", "atomic_output", "safe_join", "sha256_file", "sha256_bytes", "TEMP_PREFIX",
+           "output_is_valid"]
 
 # Temp files start with this prefix so that resume logic and tests can find leftovers.
 TEMP_PREFIX = ".flare-tmp-"
@@ -60,3 +61,25 @@ def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
         while chunk := handle.read(chunk_size):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+_DECODABLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif")
+
+
+def output_is_valid(path: str | Path, sha256: str | None = None, *, decode: bool = True) -> bool:
+    """Whether a re-run may skip ``path``: it exists, is not empty, matches ``sha256`` when given, and (for
+    images, when ``decode``) decodes to the end. A partial or corrupt file returns False, so it is redone."""
+    path = Path(path)
+    try:
+        if not path.is_file() or path.stat().st_size == 0:
+            return False
+        if sha256 and sha256_file(path) != sha256:
+            return False
+        if decode and path.suffix.lower() in _DECODABLE_SUFFIXES:
+            from PIL import Image
+
+            with Image.open(path) as image:
+                image.load()
+    except Exception:  # PIL raises OSError, SyntaxError, ValueError... for truncated or corrupt files
+        return False
+    return True

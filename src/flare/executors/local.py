@@ -1,27 +1,86 @@
-"""In-process executor: one worker, batches in order, a rich progress bar."""
+"""In-machine executor: one worker in this process, or a pool of ``executor.workers`` processes (or threads).
+
+Each process builds the worker once (its initializer), then takes batches as they come. Processes are
+started with ``spawn`` so that a worker holding torch or CUDA state never inherits a forked copy; the worker
+class must therefore be importable (defined at module level). Threads suit workers that release the GIL.
+"""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import threading
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from typing import Any
 
 import pandas as pd
 
 from flare.core.config import ExecutorConfig
+from flare.core.errors import FlareError
 from flare.core.progress import make_progress
+from flare.executors.base import BatchRunner, split_batches
 
 __all__ = ["run_local"]
 
 
 def run_local(worker_class: type, rows: pd.DataFrame, worker_kwargs: dict[str, Any], executor: ExecutorConfig,
-              description: str = "") -> pd.DataFrame:
-    worker = worker_class(**worker_kwargs)
+              description: str = "", parts_folder: str | None = None) -> list[pd.DataFrame]:
+    """Run every batch of ``rows``; returns the workers' outputs (in no particular order)."""
+    batches = split_batches(rows, executor.batch_size)
+    workers = min(executor.workers, len(batches))
     outputs: list[pd.DataFrame] = []
-    size = executor.batch_size
     with make_progress() as progress:
         task = progress.add_task(description or worker_class.__name__, total=len(rows))
-        for start in range(0, len(rows), size):
-            batch = rows.iloc[start:start + size].reset_index(drop=True)
-            outputs.append(worker(batch))
-            progress.advance(task, len(batch))
-    outputs = [o for o in outputs if len(o)]
-    return pd.concat(outputs, ignore_index=True) if outputs else pd.DataFrame()
+        if workers <= 1:
+            runner = BatchRunner(worker_class, worker_kwargs, parts_folder)
+            for batch in batches:
+                outputs.append(runner(batch))
+                progress.advance(task, len(batch))
+            return outputs
+        with _make_pool(executor.local_pool, workers, (worker_class, worker_kwargs, parts_folder)) as pool:
+            futures = {pool.submit(_run_batch, batch): len(batch) for batch in batches}
+            for future in as_completed(futures):
+                outputs.append(future.result())
+                progress.advance(task, futures[future])
+    return outputs
+
+
+# ---------------------------------------------------------------------------------------------- pools
+
+_process_runner: BatchRunner | None = None
+_thread_state = threading.local()
+_init_error: list[FlareError] = []
+
+
+def _make_pool(kind: str, workers: int, runner_args: tuple) -> Executor:
+    if kind == "thread":
+        return ThreadPoolExecutor(max_workers=workers, initializer=_init_thread, initargs=runner_args)
+    context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_process,
+                               initargs=runner_args)
+
+
+def _init_process(worker_class: type, worker_kwargs: dict[str, Any], parts_folder: str | None) -> None:
+    global _process_runner
+    # One core per process: N processes should not each start N BLAS/torch threads (read at torch import).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        _process_runner = BatchRunner(worker_class, worker_kwargs, parts_folder)
+    except FlareError as exc:  # an initializer that raises breaks the pool and loses the message
+        _init_error.append(exc)
+
+
+def _init_thread(worker_class: type, worker_kwargs: dict[str, Any], parts_folder: str | None) -> None:
+    try:
+        _thread_state.runner = BatchRunner(worker_class, worker_kwargs, parts_folder)
+    except FlareError as exc:
+        _thread_state.error = exc
+
+
+def _run_batch(batch: pd.DataFrame) -> pd.DataFrame:
+    error = getattr(_thread_state, "error", None) or (_init_error[0] if _init_error else None)
+    if error is not None:
+        raise error
+    runner = getattr(_thread_state, "runner", None) or _process_runner
+    assert runner is not None, "executor pool was not initialised"
+    return runner(batch)

@@ -1,0 +1,154 @@
+"""Augmentation transforms that sample their parameters, then apply them as a pure function (kornia's pattern).
+
+A transform has two halves:
+
+* ``sample(rng, height_px, width_px, variant) -> dict``: draws plain-JSON parameters from a NumPy generator;
+* ``apply(images, params_list) -> images``: a *static* pure function of float32 ``(B, 3, H, W)`` images in
+  [0, 1] and one parameter dict per image. It never draws random numbers, so the manifest's recorded
+  parameters are all that replay and lazy loading need.
+
+A :class:`Preset` is a named sequence of transforms. Its *recipe* for one variant is a JSON list of
+``{"name", "options", "params"}`` steps; :func:`apply_recipes` renders any batch of recipes, grouping images
+whose recipes share the same steps so that each step runs batched.
+
+Pixels are a pure function of (image, params) whatever the batch or thread count: every step uses only
+element-wise IEEE operations (no fused kernels, no convolutions or reductions whose summation order could
+depend on batching); the few reductions (image means, percentiles) run per image in NumPy float64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+import torch
+
+from flare.core.errors import ConfigError, ManifestError
+
+__all__ = ["AugmentTransform", "Preset", "TRANSFORMS", "transform_from_dict", "apply_recipes",
+           "recipe_mirrors", "to_float", "to_uint8"]
+
+# Transform classes by name, filled by ``__init_subclass__`` (albumentations' SERIALIZABLE_REGISTRY idea).
+TRANSFORMS: dict[str, type["AugmentTransform"]] = {}
+
+
+class AugmentTransform:
+    """Base class: set ``name``; implement ``sample`` and the static ``apply``.
+
+    Attributes:
+        name: stable snake_case name written to the manifest.
+        max_outcomes: number of distinct outcomes when deterministic (a flip has 1), else ``None``.
+    """
+
+    name: ClassVar[str] = ""
+    max_outcomes: int | None = None  # a class attribute or a property
+    pixel_exact: ClassVar[bool] = False  # True: only moves pixels (works on uint8, no float round trip)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            TRANSFORMS[cls.name] = cls
+
+    def options(self) -> dict[str, Any]:
+        """Constructor arguments (serialisable); ``type(self)(**options)`` rebuilds the transform."""
+        return dict(vars(self))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "options": self.options()}
+
+    def sample(self, rng: np.random.Generator, height_px: int, width_px: int, variant: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @staticmethod
+    def apply(images: torch.Tensor, params: Sequence[dict[str, Any]]) -> torch.Tensor:
+        raise NotImplementedError
+
+    @staticmethod
+    def mirrors(params: dict[str, Any]) -> bool:
+        """Whether this step, with these parameters, mirrors the image (reverses a spiral's chirality)."""
+        return False
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
+        return f"{type(self).__name__}({args})"
+
+
+def transform_from_dict(data: dict[str, Any]) -> AugmentTransform:
+    try:
+        cls = TRANSFORMS[data["name"]]
+    except KeyError:
+        raise ConfigError(f"augment: unknown transform {data.get('name')!r}; one of {', '.join(sorted(TRANSFORMS))}") from None
+    return cls(**data.get("options", {}))
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named sequence of transforms; one call to :meth:`recipe` describes one augmented variant."""
+
+    name: str
+    transforms: tuple[AugmentTransform, ...]
+    description: str = ""
+
+    @property
+    def max_variants(self) -> int | None:
+        """Distinct outcomes of a deterministic preset (hflip: 1, rot90: 3); ``None`` when random."""
+        counts = [t.max_outcomes for t in self.transforms]
+        if any(c is None for c in counts):
+            return None
+        return int(np.prod(counts)) if counts else 1
+
+    def recipe(self, seed: int, height_px: int, width_px: int, variant: int) -> list[dict[str, Any]]:
+        """Sample every step's parameters from ``numpy.random.default_rng(seed)``."""
+        rng = np.random.default_rng(seed)
+        return [{**t.to_dict(), "params": t.sample(rng, height_px, width_px, variant)} for t in self.transforms]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "transforms": [t.to_dict() for t in self.transforms]}
+
+
+def recipe_mirrors(recipe: Sequence[dict[str, Any]]) -> bool:
+    """True when the recipe mirrors the image an odd number of times."""
+    flips = sum(bool(TRANSFORMS[step["name"]].mirrors(step["params"])) for step in recipe)
+    return flips % 2 == 1
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(B, 3, H, W)`` → float32 in [0, 1]."""
+    return images.to(torch.float32) / 255.0
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """float32 in [0, 1] → uint8 by round-half-even (exact, so the same floats give the same bytes)."""
+    return images.clamp(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+
+
+def _signature(recipe: Sequence[dict[str, Any]]) -> tuple[str, ...]:
+    return tuple(step["name"] for step in recipe)
+
+
+def apply_recipes(images: torch.Tensor | Sequence[torch.Tensor], recipes: Sequence[Sequence[dict[str, Any]]]) -> list[torch.Tensor]:
+    """Render recipes on uint8 ``(3, H, W)`` images; returns uint8 ``(3, H, W)`` tensors in input order.
+
+    Images with the same recipe steps and the same size are stacked and rendered in one batched call per step.
+    """
+    if len(images) != len(recipes):
+        raise ManifestError(f"augment: {len(images)} images but {len(recipes)} recipes")
+    for recipe in recipes:
+        for step in recipe:
+            if step.get("name") not in TRANSFORMS:
+                raise ManifestError(f"augment: recipe step {step.get('name')!r} is not a known transform")
+    groups: dict[tuple, list[int]] = {}
+    for index, (image, recipe) in enumerate(zip(images, recipes)):
+        groups.setdefault((_signature(recipe), tuple(image.shape)), []).append(index)
+    out: list[torch.Tensor | None] = [None] * len(recipes)
+    for (signature, _), indices in groups.items():
+        exact = all(TRANSFORMS[name].pixel_exact for name in signature)
+        batch = torch.stack([images[i] for i in indices])
+        batch = batch if exact else to_float(batch)
+        for step_index, name in enumerate(signature):
+            batch = TRANSFORMS[name].apply(batch, [recipes[i][step_index]["params"] for i in indices])
+        rendered = batch if exact else to_uint8(batch)
+        for position, index in enumerate(indices):
+            out[index] = rendered[position]
+    return out  # type: ignore[return-value]

@@ -1,0 +1,235 @@
+"""Geometric transforms: flips, quarter turns, random resized crop and random perspective (torchvision semantics).
+
+Resampling is bilinear at pixel centres: a separable gather-and-blend resize for crops, ``F.grid_sample`` for
+warps (its CPU kernel computes every output pixel with the same vector code, whatever the batch or threads),
+so the same parameters give the same pixels whatever the batch or thread count. Flips and quarter turns only move pixels and work on uint8 directly. Which ones mirror the image (and so swap mirror-pair
+labels, e.g. clockwise ↔ anticlockwise spirals): horizontal and vertical flips do; a quarter turn does not
+(a rotation keeps a spiral's sense of winding); crops and mild perspective warps do not.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from flare.augment.base import AugmentTransform
+from flare.core.errors import ConfigError
+
+__all__ = ["HorizontalFlip", "VerticalFlip", "Rot90", "RandomResizedCrop", "RandomPerspective", "perspective_matrix"]
+
+
+def _check_probability(name: str, p: float) -> None:
+    if not 0.0 <= p <= 1.0:
+        raise ConfigError(f"augment.{name}.p: {p} is not within 0..1")
+
+
+def _flip_chosen(images: torch.Tensor, params: Sequence[dict[str, Any]], dim: int) -> torch.Tensor:
+    chosen = [i for i, p in enumerate(params) if p["flip"]]
+    if len(chosen) == len(params):
+        return images.flip(dim)
+    if chosen:
+        images = images.clone()
+        images[chosen] = images[chosen].flip(dim)
+    return images
+
+
+class HorizontalFlip(AugmentTransform):
+    """Mirror left ↔ right with probability ``p`` (default 1: every variant is flipped)."""
+
+    name = "hflip"
+    pixel_exact = True
+
+    def __init__(self, p: float = 1.0):
+        _check_probability(self.name, p)
+        self.p = float(p)
+
+    @property
+    def max_outcomes(self) -> int | None:  # type: ignore[override]
+        return 1 if self.p in (0.0, 1.0) else None
+
+    def sample(self, rng, height_px, width_px, variant):
+        return {"flip": bool(rng.random() < self.p)}
+
+    @staticmethod
+    def apply(images: torch.Tensor, params: Sequence[dict[str, Any]]) -> torch.Tensor:
+        return _flip_chosen(images, params, -1)
+
+    @staticmethod
+    def mirrors(params: dict[str, Any]) -> bool:
+        return bool(params["flip"])
+
+
+class VerticalFlip(HorizontalFlip):
+    """Mirror top ↔ bottom with probability ``p`` (default 1)."""
+
+    name = "vflip"
+
+    @staticmethod
+    def apply(images: torch.Tensor, params: Sequence[dict[str, Any]]) -> torch.Tensor:
+        return _flip_chosen(images, params, -2)
+
+
+class Rot90(AugmentTransform):
+    """Turn by k × 90° anticlockwise; variant v gets k = v mod 3 + 1, so three variants cover all turns.
+
+    A rotation does not mirror: a spiral keeps its label. Non-square images only get k = 2 (shape kept).
+    """
+
+    name = "rot90"
+    max_outcomes = 3
+    pixel_exact = True
+
+    def __init__(self) -> None:
+        pass
+
+    def sample(self, rng, height_px, width_px, variant):
+        return {"k": int(variant % 3 + 1) if height_px == width_px else 2}
+
+    @staticmethod
+    def apply(images: torch.Tensor, params: Sequence[dict[str, Any]]) -> torch.Tensor:
+        out = images.clone()
+        for k in {int(p["k"]) for p in params}:
+            chosen = [i for i, p in enumerate(params) if int(p["k"]) == k]
+            out[chosen] = torch.rot90(images[chosen], k, dims=(-2, -1))
+        return out
+
+
+def _pixel_grid(batch: int, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    ys = torch.arange(height, dtype=torch.float64).reshape(1, height, 1).expand(batch, height, width)
+    xs = torch.arange(width, dtype=torch.float64).reshape(1, 1, width).expand(batch, height, width)
+    return xs, ys
+
+
+class RandomResizedCrop(AugmentTransform):
+    """Crop a random area fraction in ``scale`` with aspect ratio in ``ratio``, resized back to the input size.
+
+    Sampling follows ``torchvision.transforms.RandomResizedCrop.get_params`` (10 tries, then a centre crop).
+    Params: ``top``, ``left``, ``height``, ``width`` of the crop in pixels.
+    """
+
+    name = "resized_crop"
+
+    def __init__(self, scale: Sequence[float] = (0.75, 0.90), ratio: Sequence[float] = (3 / 4, 4 / 3)):
+        if not 0 < scale[0] <= scale[1] <= 1:
+            raise ConfigError(f"augment.resized_crop.scale: {list(scale)} must satisfy 0 < low <= high <= 1")
+        self.scale = [float(scale[0]), float(scale[1])]
+        self.ratio = [float(ratio[0]), float(ratio[1])]
+
+    def sample(self, rng, height_px, width_px, variant):
+        area = height_px * width_px
+        log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
+        for _ in range(10):
+            target_area = area * rng.uniform(*self.scale)
+            aspect = math.exp(rng.uniform(*log_ratio))
+            w = int(round(math.sqrt(target_area * aspect)))
+            h = int(round(math.sqrt(target_area / aspect)))
+            if 0 < w <= width_px and 0 < h <= height_px:
+                top = int(rng.integers(0, height_px - h + 1))
+                left = int(rng.integers(0, width_px - w + 1))
+                return {"top": top, "left": left, "height": h, "width": w}
+        side = int(round(math.sqrt(area * self.scale[1])))
+        h, w = min(side, height_px), min(side, width_px)
+        return {"top": (height_px - h) // 2, "left": (width_px - w) // 2, "height": h, "width": w}
+
+    @staticmethod
+    def apply(images: torch.Tensor, params: Sequence[dict[str, Any]]) -> torch.Tensor:
+        height, width = images.shape[-2:]
+        out = torch.empty_like(images)
+        for i, p in enumerate(params):
+            crop = images[i, :, p["top"]:p["top"] + p["height"], p["left"]:p["left"] + p["width"]]
+            out[i] = _resize_bilinear(crop, height, width)
+        return out
+
+
+def _linear_taps(source_size: int, target_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Left/right source indices and right weight of each target pixel (pixel centres, edge replicated)."""
+    position = (torch.arange(target_size, dtype=torch.float64) + 0.5) * (source_size / target_size) - 0.5
+    position = position.clamp(0, source_size - 1)
+    left = torch.floor(position)
+    weight = (position - left).to(torch.float32)
+    left = left.to(torch.int64)
+    return left, (left + 1).clamp(max=source_size - 1), weight
+
+
+def _resize_bilinear(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Separable bilinear resize of ``(C, h, w)``, as ``F.interpolate(align_corners=False)`` without antialias.
+
+    Written with gathers, multiplications and additions only: ``F.interpolate``'s CPU kernel changes its last
+    bits with the thread count, these operations do not.
+    """
+    left, right, weight = _linear_taps(image.shape[-1], width)
+    rows = image.index_select(-1, left) * (1.0 - weight) + image.index_select(-1, right) * weight
+    top, bottom, weight = _linear_taps(image.shape[-2], height)
+    weight = weight.reshape(-1, 1)
+    return rows.index_select(-2, top) * (1.0 - weight) + rows.index_select(-2, bottom) * weight
+
+
+def perspective_matrix(startpoints: Sequence[Sequence[float]], endpoints: Sequence[Sequence[float]]) -> np.ndarray:
+    """3×3 homography (float64) mapping output coordinates (``endpoints``) to input coordinates (``startpoints``)."""
+    rows, rhs = [], []
+    for (sx, sy), (ex, ey) in zip(startpoints, endpoints):
+        rows.append([ex, ey, 1, 0, 0, 0, -sx * ex, -sx * ey])
+        rows.append([0, 0, 0, ex, ey, 1, -sy * ex, -sy * ey])
+        rhs += [sx, sy]
+    coefficients = np.linalg.solve(np.asarray(rows, dtype=np.float64), np.asarray(rhs, dtype=np.float64))
+    return np.append(coefficients, 1.0).reshape(3, 3)
+
+
+class RandomPerspective(AugmentTransform):
+    """With probability ``p``, move each corner inwards by up to ``distortion_scale`` × half the side.
+
+    Sampling follows ``torchvision.transforms.RandomPerspective.get_params``; the uncovered area is black.
+    Params: ``apply`` (bool), ``startpoints`` and ``endpoints`` (four ``[x, y]`` corners, pixels).
+    """
+
+    name = "perspective"
+
+    def __init__(self, distortion_scale: float = 0.2, p: float = 0.5):
+        _check_probability(self.name, p)
+        if not 0 <= distortion_scale <= 1:
+            raise ConfigError(f"augment.perspective.distortion_scale: {distortion_scale} is not within 0..1")
+        self.distortion_scale = float(distortion_scale)
+        self.p = float(p)
+
+    def sample(self, rng, height_px, width_px, variant):
+        apply = bool(rng.random() < self.p)
+        half_h, half_w = height_px // 2, width_px // 2
+        bound_h = int(self.distortion_scale * half_h) + 1
+        bound_w = int(self.distortion_scale * half_w) + 1
+
+        def draw(low: int, high: int) -> int:
+            return int(rng.integers(low, high))
+
+        endpoints = [[draw(0, bound_w), draw(0, bound_h)],
+                     [draw(width_px - bound_w, width_px), draw(0, bound_h)],
+                     [draw(width_px - bound_w, width_px), draw(height_px - bound_h, height_px)],
+                     [draw(0, bound_w), draw(height_px - bound_h, height_px)]]
+        startpoints = [[0, 0], [width_px - 1, 0], [width_px - 1, height_px - 1], [0, height_px - 1]]
+        return {"apply": apply, "startpoints": startpoints, "endpoints": endpoints}
+
+    @staticmethod
+    def apply(images: torch.Tensor, params: Sequence[dict[str, Any]]) -> torch.Tensor:
+        chosen = [i for i, p in enumerate(params) if p["apply"]]
+        if not chosen:
+            return images
+        _, _, height, width = images.shape
+        matrices = torch.tensor(np.stack([perspective_matrix(params[i]["startpoints"], params[i]["endpoints"])
+                                          for i in chosen]), dtype=torch.float64)
+        xs, ys = _pixel_grid(len(chosen), height, width)
+        m = matrices.reshape(len(chosen), 9, 1, 1).unbind(1)
+        denominator = m[6] * xs + m[7] * ys + m[8]
+        source_x = (m[0] * xs + m[1] * ys + m[2]) / denominator
+        source_y = (m[3] * xs + m[4] * ys + m[5]) / denominator
+        # Normalised coordinates of pixel centres (align_corners=False); black outside, like torchvision.
+        grid = torch.stack(((2.0 * source_x + 1.0) / width - 1.0, (2.0 * source_y + 1.0) / height - 1.0), dim=-1)
+        warped = F.grid_sample(images[chosen], grid.to(torch.float32), mode="bilinear", padding_mode="zeros",
+                               align_corners=False)
+        if len(chosen) == len(params):
+            return warped
+        out = images.clone()
+        out[chosen] = warped
+        return out

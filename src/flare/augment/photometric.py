@@ -1,0 +1,250 @@
+"""Photometric transforms: colour jitter (torchvision semantics) and astronomy-safe noise at an SNR and PSF blur.
+
+None of these mirrors the image, so labels never change. Every step is element-wise (the colour-space
+conversion is the closed form of torchvision's, with exact IEEE operations); the per-image reductions (mean grey level,
+percentiles) run in NumPy float64 so that batching cannot change a single pixel.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from flare.augment.base import AugmentTransform
+from flare.core.errors import ConfigError
+
+__all__ = ["ColorJitter", "GaussianNoise", "PSFBlur", "rgb_to_hsv", "hsv_to_rgb", "shift_hue"]
+
+# ITU-R 601 weights, as torchvision's rgb_to_grayscale.
+_GREY_WEIGHTS = (0.2989, 0.587, 0.114)
+_FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+
+
+def _grey(images: torch.Tensor) -> torch.Tensor:
+    r, g, b = images.unbind(dim=-3)
+    return (r * _GREY_WEIGHTS[0] + g * _GREY_WEIGHTS[1] + b * _GREY_WEIGHTS[2]).unsqueeze(-3)
+
+
+def _blend(first: torch.Tensor, second: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    return (first * factor).add_(second * (1.0 - factor)).clamp_(0.0, 1.0)
+
+
+_SECTOR_OFFSETS = torch.tensor([5.0, 3.0, 1.0]).reshape(1, 3, 1, 1)  # HSV → RGB: n for R, G, B
+
+
+def rgb_to_hsv(images: torch.Tensor) -> torch.Tensor:
+    """RGB ``(B, 3, H, W)`` → HSV, all in [0, 1] (hue in turns), as torchvision's ``_rgb2hsv``."""
+    hue, saturation, value = _hsv_planes(images)
+    turns = hue / 6.0 + 1.0
+    return torch.cat((turns - torch.floor(turns), saturation, value), dim=1)
+
+
+def _hsv_planes(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Hue in sextants (-1..5], saturation and value as ``(B, 1, H, W)`` planes; element-wise only."""
+    r, g, b = images[:, 0:1], images[:, 1:2], images[:, 2:3]
+    value = torch.maximum(torch.maximum(r, g), b)
+    chroma = value - torch.minimum(torch.minimum(r, g), b)
+    saturation = chroma / value.clamp(min=1e-12)
+    scaled = (value - images) / chroma.clamp(min=1e-12)
+    rc, gc, bc = scaled[:, 0:1], scaled[:, 1:2], scaled[:, 2:3]
+    is_r = value == r
+    is_g = (value == g) & ~is_r
+    is_b = ~(is_r | is_g)
+    hue = is_r * (bc - gc) + is_g * (2.0 + rc - bc) + is_b * (4.0 + gc - rc)
+    return hue, saturation, value
+
+
+def _hsv_to_rgb_planes(turns: torch.Tensor, saturation: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """f(n) = V − V·S·clamp(min(k, 4 − k), 0, 1), k = (n + 6·hue) mod 6: the closed form of HSV → RGB."""
+    k = turns * 6.0 + _SECTOR_OFFSETS
+    k = k - 6.0 * torch.floor(k / 6.0)
+    weight = torch.clamp(torch.minimum(k, 4.0 - k), 0.0, 1.0)
+    return value - value * saturation * weight
+
+
+def hsv_to_rgb(images: torch.Tensor) -> torch.Tensor:
+    """HSV (hue in turns) ``(B, 3, H, W)`` → RGB."""
+    return _hsv_to_rgb_planes(images[:, 0:1], images[:, 1:2], images[:, 2:3])
+
+
+def shift_hue(images: torch.Tensor, shift_turns: torch.Tensor) -> torch.Tensor:
+    """Rotate the hue of RGB images by ``shift_turns`` (``(B, 1, 1, 1)``, in [-0.5, 0.5]); S and V are kept.
+
+    The HSV round trip in closed form: with V = max, C = max − min and H the hue in sextants,
+    channel n ∈ {R: 5, G: 3, B: 1} = V − C·clamp(min(k, 4 − k), 0, 1), k = (n + H + 6·shift) mod 6.
+    About half the operations of torchvision's ``adjust_hue`` (no saturation division, no table).
+    """
+    r, g, b = images[:, 0:1], images[:, 1:2], images[:, 2:3]
+    value = torch.maximum(torch.maximum(r, g), b)
+    chroma = value - torch.minimum(torch.minimum(r, g), b)
+    inverse_chroma = 1.0 / chroma.clamp(min=1e-12)
+    is_r = value == r
+    is_g = value == g
+    # Hue in sextants: (g − b)/C where R is the max, (b − r + 2C)/C where G is, else (r − g + 4C)/C.
+    two_chroma = chroma + chroma
+    numerator = torch.where(is_r, g - b, torch.where(is_g, (b - r).add_(two_chroma), (r - g).add_(two_chroma + two_chroma)))
+    base = numerator.mul_(inverse_chroma).add_(shift_turns * 6.0)
+    k = base + _SECTOR_OFFSETS
+    k.sub_(torch.floor(k / 6.0).mul_(6.0))
+    weight = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+    return value - weight.mul_(chroma)
+
+
+def _factor_range(name: str, value: float, centre: float, bound: tuple[float, float]) -> list[float] | None:
+    if value < 0:
+        raise ConfigError(f"augment.color_jitter.{name}: {value} must be >= 0")
+    if value == 0:
+        return None
+    low, high = max(bound[0], centre - value), min(bound[1], centre + value)
+    return [low, high]
+
+
+class ColorJitter(AugmentTransform):
+    """Random brightness, contrast, saturation and hue, applied in a random order (``torchvision.ColorJitter``).
+
+    Brightness/contrast/saturation factors are drawn from ``[max(0, 1 - x), 1 + x]``, the hue shift from
+    ``[-hue, hue]`` (at most 0.5, a full turn of the colour wheel). Params: ``order`` (a permutation of
+    0 = brightness, 1 = contrast, 2 = saturation, 3 = hue) and the four factors (``None`` = not jittered).
+    """
+
+    name = "color_jitter"
+
+    def __init__(self, brightness: float = 0.0, contrast: float = 0.0, saturation: float = 0.0, hue: float = 0.0):
+        if not 0 <= hue <= 0.5:
+            raise ConfigError(f"augment.color_jitter.hue: {hue} is not within 0..0.5")
+        self.brightness, self.contrast, self.saturation, self.hue = map(float, (brightness, contrast, saturation, hue))
+
+    def sample(self, rng, height_px, width_px, variant):
+        order = [int(i) for i in rng.permutation(4)]
+        ranges = [_factor_range("brightness", self.brightness, 1.0, (0.0, math.inf)),
+                  _factor_range("contrast", self.contrast, 1.0, (0.0, math.inf)),
+                  _factor_range("saturation", self.saturation, 1.0, (0.0, math.inf)),
+                  _factor_range("hue", self.hue, 0.0, (-0.5, 0.5))]
+        factors = [None if r is None else float(rng.uniform(r[0], r[1])) for r in ranges]
+        return {"order": order, "brightness": factors[0], "contrast": factors[1], "saturation": factors[2],
+                "hue": factors[3]}
+
+    @staticmethod
+    def apply(images: torch.Tensor, params: Sequence[dict[str, Any]]) -> torch.Tensor:
+        orders = sorted({tuple(p["order"]) for p in params})
+        if len(orders) == 1:
+            return ColorJitter._apply_in_order(images, params, orders[0])
+        out = images.clone()
+        for order in orders:
+            chosen = [i for i, p in enumerate(params) if tuple(p["order"]) == order]
+            out[chosen] = ColorJitter._apply_in_order(images[chosen], [params[i] for i in chosen], order)
+        return out
+
+    @staticmethod
+    def _apply_in_order(images: torch.Tensor, params: Sequence[dict[str, Any]], order: tuple[int, ...]) -> torch.Tensor:
+        keys = ("brightness", "contrast", "saturation", "hue")
+        for op in order:
+            key = keys[op]
+            active = [i for i, p in enumerate(params) if p[key] is not None]
+            if not active:
+                continue
+            everyone = len(active) == len(params)
+            factors = torch.tensor([params[i][key] for i in active], dtype=torch.float32).reshape(-1, 1, 1, 1)
+            subset = images if everyone else images[active]
+            if key == "brightness":
+                result = (subset * factors).clamp_(0.0, 1.0)
+            elif key == "contrast":
+                grey = _grey(subset)
+                means = [np.float32(np.add.reduce(grey[j].numpy().reshape(-1), dtype=np.float64) / grey[j].numel())
+                         for j in range(len(active))]
+                result = _blend(subset, torch.tensor(means, dtype=torch.float32).reshape(-1, 1, 1, 1), factors)
+            elif key == "saturation":
+                result = _blend(subset, _grey(subset), factors)
+            else:
+                result = shift_hue(subset, factors)
+            if everyone:
+                images = result
+            else:
+                images = images.clone()
+                images[active] = result
+        return images
+
+
+def _range(name: str, value: float | Sequence[float]) -> list[float]:
+    low, high = (value, value) if isinstance(value, (int, float)) else (value[0], value[1])
+    if not 0 < low <= high:
+        raise ConfigError(f"augment.{name}: {value} must be positive with low <= high")
+    return [float(low), float(high)]
+
+
+class GaussianNoise(AugmentTransform):
+    """Add Gaussian noise so that the source's peak above the sky has the given SNR (display units).
+
+    signal = 99.5th percentile − median of the image (the median is the sky in a centred cutout);
+    sigma = max(signal, 1/255) / SNR. The SNR is drawn uniformly from ``snr`` (a number fixes it); the noise
+    itself comes from ``numpy.random.default_rng(noise_seed)``, so the recorded seed replays it exactly.
+    """
+
+    name = "noise"
+
+    def __init__(self, snr: float | Sequence[float] = (10.0, 30.0)):
+        self.snr = _range("noise.snr", snr)
+
+    def sample(self, rng, height_px, width_px, variant):
+        return {"snr": float(rng.uniform(*self.snr)), "noise_seed": int(rng.integers(0, 2**31 - 1))}
+
+    @staticmethod
+    def apply(images: torch.Tensor, params: Sequence[dict[str, Any]]) -> torch.Tensor:
+        out = images.clone()
+        for i, p in enumerate(params):
+            pixels = images[i].numpy()
+            signal = float(np.percentile(pixels, 99.5) - np.median(pixels))
+            sigma = np.float32(max(signal, 1.0 / 255.0) / p["snr"])
+            noise = np.random.default_rng(p["noise_seed"]).standard_normal(pixels.shape, dtype=np.float32) * sigma
+            out[i] = (images[i] + torch.from_numpy(noise)).clamp(0.0, 1.0)
+        return out
+
+
+def gaussian_kernel(fwhm_px: float) -> list[float]:
+    """Normalised 1-D Gaussian of the given FWHM (pixels), radius ceil(3 sigma), float64 → float32 weights."""
+    sigma = fwhm_px / _FWHM_PER_SIGMA
+    radius = max(1, math.ceil(3.0 * sigma))
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+    weights = np.exp(-0.5 * (offsets / sigma) ** 2)
+    return [float(np.float32(w)) for w in weights / weights.sum()]
+
+
+def _separable_blur(image: torch.Tensor, weights: list[float]) -> torch.Tensor:
+    radius = len(weights) // 2
+    height, width = image.shape[-2:]
+    padded = F.pad(image.unsqueeze(0), (radius, radius, 0, 0), mode="reflect")[0]
+    rows = padded[..., 0:width] * weights[0]
+    for k in range(1, len(weights)):  # fixed summation order: the same pixels whatever the batch
+        rows = rows + padded[..., k:k + width] * weights[k]
+    padded = F.pad(rows.unsqueeze(0), (0, 0, radius, radius), mode="reflect")[0]
+    out = padded[..., 0:height, :] * weights[0]
+    for k in range(1, len(weights)):
+        out = out + padded[..., k:k + height, :] * weights[k]
+    return out
+
+
+class PSFBlur(AugmentTransform):
+    """Convolve with a circular Gaussian PSF whose FWHM (pixels) is drawn from ``fwhm_px`` (seeing variation)."""
+
+    name = "psf_blur"
+
+    def __init__(self, fwhm_px: float | Sequence[float] = (1.0, 2.5)):
+        self.fwhm_px = _range("psf_blur.fwhm_px", fwhm_px)
+
+    def sample(self, rng, height_px, width_px, variant):
+        return {"fwhm_px": float(rng.uniform(*self.fwhm_px))}
+
+    @staticmethod
+    def apply(images: torch.Tensor, params: Sequence[dict[str, Any]]) -> torch.Tensor:
+        height, width = images.shape[-2:]
+        out = images.clone()
+        for i, p in enumerate(params):
+            weights = gaussian_kernel(p["fwhm_px"])
+            if len(weights) // 2 >= min(height, width):
+                raise ConfigError(f"augment.psf_blur.fwhm_px: {p['fwhm_px']:.2f} is too wide for a {width}x{height} image")
+            out[i] = _separable_blur(images[i], weights).clamp(0.0, 1.0)
+        return out

@@ -1,0 +1,1 @@
+"""Classifiers that prove a training set: timm backbones, presets, training, saved models, prediction."""

@@ -1,0 +1,78 @@
+"""timm backbones by stable FLARE names. Weights never come from a hub: random init, or a local file.
+
+``create_model(pretrained=False)`` builds the architecture; :func:`load_local_weights` then loads a safetensors
+(or ``torch.load(weights_only=True)``) state dict the user names, dropping the classifier head when its shape
+differs. Without a weights file the report says the model was trained from scratch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from flare.core.errors import ConfigError
+
+__all__ = ["BACKBONES", "build_backbone", "load_local_weights"]
+
+# FLARE name → (timm architecture, extra timm kwargs, whether the image size must be passed to the model)
+BACKBONES: dict[str, tuple[str, dict[str, Any], bool]] = {
+    "resnet-tiny": ("resnet18", {"layers": (1, 1, 1, 1), "channels": (16, 32, 64, 128), "stem_width": 16}, False),
+    "resnet18": ("resnet18", {}, False),
+    "resnet50": ("resnet50", {}, False),
+    "efficientnet-b0": ("efficientnet_b0", {}, False),
+    "densenet121": ("densenet121", {}, False),
+    "googlenet": ("inception_v3", {"aux_logits": False}, False),
+    "vit-tiny": ("vit_tiny_patch16_224", {"patch_size": 8}, True),
+    "vit-base": ("vit_base_patch16_224", {}, True),
+}
+
+
+def build_backbone(name: str, num_classes: int, image_size_px: int) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Build backbone ``name`` with random weights; returns the model and the kwargs that rebuild it."""
+    import timm
+
+    if name not in BACKBONES:
+        raise ConfigError(f"benchmark.backbones: unknown backbone {name!r}; one of {', '.join(sorted(BACKBONES))}")
+    architecture, extra, needs_size = BACKBONES[name]
+    kwargs: dict[str, Any] = {**extra, "num_classes": num_classes}
+    if needs_size:
+        kwargs["img_size"] = image_size_px
+    model = timm.create_model(architecture, pretrained=False, **kwargs)
+    return model, {"architecture": architecture, "kwargs": _jsonable(kwargs)}
+
+
+def _jsonable(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()}
+
+
+def rebuild_backbone(spec: dict[str, Any]) -> torch.nn.Module:
+    """Rebuild a model from the spec :func:`build_backbone` returned (saved in a model folder)."""
+    import timm
+
+    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in spec["kwargs"].items()}
+    return timm.create_model(spec["architecture"], pretrained=False, **kwargs)
+
+
+def load_local_weights(model: torch.nn.Module, path: str | Path) -> list[str]:
+    """Load a local state dict (safetensors or a weights-only torch file); returns the keys left at init.
+
+    Tensors whose shape differs from the model's (the classifier head of an ImageNet checkpoint) are skipped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"benchmark.pretrained: weights file {str(path)!r} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise ConfigError(f"benchmark.pretrained: no tensor in {str(path)!r} matches the backbone")
+    model.load_state_dict(usable, strict=False)
+    return sorted(set(own) - set(usable))

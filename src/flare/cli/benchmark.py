@@ -1,0 +1,53 @@
+"""``flare benchmark``: train classifiers on every method's training set and score them (resumable)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from flare.cli._common import console, handle_errors, resolve_config
+
+
+@handle_errors
+def command(target: Annotated[Optional[Path], typer.Argument(help="A run config YAML or a `flare run` work folder.")] = None,
+            config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Run config YAML.")] = None,
+            out: Annotated[Optional[Path], typer.Option(help="Output folder (default: WORKDIR/benchmark).")] = None,
+            preset: Annotated[Optional[str], typer.Option(help="cpu-tiny, cpu-small or paper.")] = None,
+            backbone: Annotated[Optional[list[str]], typer.Option("--backbone", help="Backbone (repeatable).")] = None,
+            method: Annotated[Optional[list[str]], typer.Option("--method", help="Method (repeatable).")] = None,
+            seeds: Annotated[Optional[int], typer.Option(help="Run seeds 0..N-1.")] = None,
+            epochs: Annotated[Optional[int], typer.Option(help="Epochs (overrides the preset).")] = None,
+            image_size: Annotated[Optional[int], typer.Option(help="Side in px (overrides the preset).")] = None,
+            macro_mode: Annotated[Optional[str], typer.Option(help="collapse (score macro from fine) or direct.")] = None,
+            ood: Annotated[Optional[list[Path]], typer.Option("--ood", help="Label-mapping YAML of an out-of-domain set (repeatable).")] = None,
+            set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override: section.key=value.")] = None) -> None:
+    """Train each backbone on Raw_LR, Raw_HR, Raw_Aug, T2I_Aug and FLARE; a re-run skips finished cells."""
+    from flare.evaluate.benchmark import run_benchmark, settings_from_config
+
+    workdir = None
+    if target is not None and target.is_dir():
+        workdir = target
+    elif target is not None:
+        config = config or target
+    cfg = resolve_config(config, set_, {
+        "benchmark.preset": preset, "benchmark.backbones": backbone, "benchmark.methods": method,
+        "benchmark.seeds": list(range(seeds)) if seeds else None, "benchmark.epochs": epochs,
+        "benchmark.image_size_px": image_size, "benchmark.macro_mode": macro_mode})
+    workdir = workdir or Path(cfg.workdir)
+    settings = settings_from_config(cfg.benchmark, [str(p) for p in ood or []])
+    summary = run_benchmark(workdir, settings, out, log=lambda line: console.print(line, highlight=False, markup=False))
+    _print_table(summary)
+
+
+def _print_table(summary: dict) -> None:
+    from rich.table import Table
+
+    table = Table("method", "backbone", "evaluation", "task", "accuracy", "balanced acc.", "macro-F1")
+    for row in summary["rows"]:
+        table.add_row(row["method"], row["backbone"], row["evaluation"], row["task"],
+                      *[f"{row[m]['mean']:.3f} ± {row[m]['std']:.3f}" for m in ("accuracy", "balanced_accuracy", "macro_f1")])
+    console.print(table)
+    for note in summary["notes"]:
+        console.print(f"note: {note}", highlight=False)

@@ -1,0 +1,100 @@
+"""``flare generate``: class-prompted synthetic train images; ``train`` the embedded model; ``quality`` tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from flare.cli._common import ExecutorOption, ShardOption, console, handle_errors, resolve_config, stage_app
+
+app = stage_app("Diffusion synthesis: text-to-image per class plus image variations, train split only.")
+
+ConfigOption = Annotated[Optional[Path], typer.Option("--config", "-c", help="Run config YAML.")]
+SetOption = Annotated[Optional[list[str]], typer.Option("--set", help="Override: section.key=value (repeatable).")]
+
+
+@app.command("run")
+@handle_errors
+def run(dataset: Annotated[Path, typer.Argument(help="Input dataset folder (its train split is the source).")],
+        out: Annotated[Path, typer.Argument(help="Output dataset folder.")],
+        backend: Annotated[Optional[str], typer.Option(help="embedded (default), sd or unidiffuser.")] = None,
+        per_class: Annotated[Optional[int], typer.Option(help="Text-to-image images per class.")] = None,
+        variations: Annotated[Optional[int], typer.Option(help="Image-to-image variations per source image.")] = None,
+        model_path: Annotated[Optional[str], typer.Option(help="Local model folder (embedded: trained if absent).")] = None,
+        template: Annotated[Optional[list[str]], typer.Option(help="Prompt template with {class} (repeatable).")] = None,
+        guidance: Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale.")] = None,
+        steps: Annotated[Optional[int], typer.Option(help="Denoising steps.")] = None,
+        strength: Annotated[Optional[float], typer.Option(help="Variation strength (0, 1].")] = None,
+        epochs: Annotated[Optional[int], typer.Option(help="Embedded: training epochs when it trains.")] = None,
+        filter_: Annotated[Optional[str], typer.Option("--filter", help="none, confidence or outlier.")] = None,
+        seed: Annotated[Optional[int], typer.Option(help="Run seed (overrides config).")] = None,
+        config: ConfigOption = None, set_: SetOption = None, shard: ShardOption = None,
+        executor_name: ExecutorOption = None) -> None:
+    """Generate IN into OUT: each synthetic image's seed, prompt, guidance, steps and strength go to the manifest."""
+    from flare.generate.stage import run_generate
+
+    cfg = resolve_config(config, set_, {"executor.shard": shard, "executor.name": executor_name,
+                                        "seed": seed, "generate.backend": backend, "generate.per_class": per_class,
+                                        "generate.variations": variations, "generate.model_path": model_path,
+                                        "generate.templates": template, "generate.guidance_scale": guidance,
+                                        "generate.steps": steps, "generate.strength": strength,
+                                        "generate.train_epochs": epochs, "generate.filter": filter_})
+    result = run_generate(dataset, out, cfg.generate, seed=cfg.seed, executor=cfg.executor,
+                          log=lambda line: console.print(line, highlight=False, markup=False))
+    made = result.manifest.filter(stage="generate")
+    counts = made.frame.groupby("operation").size().to_dict() if len(made) else {}
+    console.print(f"{len(made)} generate rows in {out}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+                  + (f"; filter dropped {result.dropped}" if result.dropped else ""))
+    if result.grid_path:
+        console.print(f"grid: {result.grid_path}")
+
+
+@app.command("train")
+@handle_errors
+def train(dataset: Annotated[Path, typer.Argument(help="Dataset folder (its train split is learnt).")],
+          model_dir: Annotated[Path, typer.Argument(help="Folder to save the model in (resumes from its checkpoint).")],
+          epochs: Annotated[int, typer.Option(help="Epochs.")] = 60,
+          resolution: Annotated[int, typer.Option(help="Image side the UNet works at, px.")] = 32,
+          batch_size: Annotated[int, typer.Option(help="Batch size.")] = 16,
+          learning_rate: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
+          source: Annotated[str, typer.Option(help="base (base images) or truth (HR truth_path).")] = "base",
+          max_minutes: Annotated[Optional[float], typer.Option(help="Stop after this many minutes (resumable).")] = None,
+          template: Annotated[Optional[list[str]], typer.Option(help="Prompt template with {class} (repeatable).")] = None,
+          seed: Annotated[int, typer.Option(help="Seed.")] = 0) -> None:
+    """Train the embedded generator (small pixel-space UNet + MiniLM prompts) with classifier-free guidance."""
+    from flare.generate.prompts import DEFAULT_TEMPLATE
+    from flare.generate.train_embedded import EmbeddedTrainingConfig, train_embedded
+
+    training = EmbeddedTrainingConfig(resolution_px=resolution, epochs=epochs, batch_size=batch_size,
+                                      learning_rate=learning_rate, source=source, max_minutes=max_minutes,
+                                      templates=tuple(template or [DEFAULT_TEMPLATE]), seed=seed)
+    result = train_embedded(dataset, model_dir, training, log=lambda line: console.print(line, highlight=False))
+    console.print(f"trained {result.epochs_done} epochs on {result.images} images "
+                  f"({result.seconds_per_epoch:.1f} s/epoch, final loss {result.final_loss:.4f}) → {model_dir}")
+
+
+@app.command("quality")
+@handle_errors
+def quality(dataset: Annotated[Path, typer.Argument(help="A generated dataset folder.")],
+            epochs: Annotated[int, typer.Option(help="Epochs of the real-data feature classifier.")] = 30,
+            resolution: Annotated[int, typer.Option(help="Side the feature classifier works at, px.")] = 32,
+            out: Annotated[Optional[Path], typer.Option(help="CSV to write (default DATASET/synthetic_quality.csv).")] = None,
+            reference: Annotated[str, typer.Option(help="Real images to compare with: base or truth (HR truth_path).")] = "base",
+            seed: Annotated[int, typer.Option(help="Seed.")] = 0) -> None:
+    """Per class: FID/KID on domain features, precision/recall, and real-classifier agreement with the prompt."""
+    from flare.core.manifest import Manifest
+    from flare.evaluate.synthetic_quality import synthetic_quality
+
+    report = synthetic_quality(Manifest.read(dataset), epochs=epochs, resolution_px=resolution, seed=seed,
+                               reference=reference)
+    path = out or dataset / "synthetic_quality.csv"
+    report.table.to_csv(path, index=False)
+    table = Table(*report.table.columns)
+    for row in report.table.itertuples(index=False):
+        table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row])
+    console.print(table)
+    console.print(f"real val accuracy of the feature classifier: {report.real_val_accuracy:.3f} "
+                  f"(chance {report.chance:.3f}); table → {path}")

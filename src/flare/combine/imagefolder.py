@@ -1,0 +1,58 @@
+"""Write chosen rows as an ImageFolder tree (``<split>/<label>/<id>.<ext>``) with copied files.
+
+The tree loads with ``torchvision.datasets.ImageFolder(out / "train")`` and with Hugging Face
+``datasets.load_dataset("imagefolder", data_dir=out)`` (split folders train/val/test). Rows without a file
+(lazy augmentation recipes) get their planned path and no copy; ``flare combine --export`` renders them.
+"""
+
+from __future__ import annotations
+
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Sequence
+
+from flare.core.errors import ManifestError
+from flare.core.files import safe_join
+from flare.core.manifest import Manifest
+
+__all__ = ["imagefolder_path", "write_imagefolder"]
+
+
+def imagefolder_path(row: dict[str, Any]) -> str:
+    suffix = Path(str(row["path"])).suffix.lower() or ".png"
+    return f"{row['split']}/{row['label']}/{row['id']}{suffix}"
+
+
+def _absolute(manifest: Manifest, value: Any) -> str:
+    if value is None or value == "":
+        return ""
+    return str(manifest.resolve(str(value)).resolve())
+
+
+def write_imagefolder(out: str | Path, chosen: Sequence[tuple[dict[str, Any], Manifest, bool]],
+                      workers: int = 4) -> list[dict[str, Any]]:
+    """Copy each ``(row, its manifest, has_file)`` into the tree; returns the rows with their new paths."""
+    out = Path(out)
+    records, copies = [], []
+    for row, manifest, has_file in chosen:
+        relative = imagefolder_path(row)
+        target = safe_join(out, relative)
+        if has_file:
+            source = manifest.resolve(row["path"])
+            if not source.is_file():
+                raise ManifestError(f"combine: image {str(source)!r} of row {row['id']!r} does not exist")
+            copies.append((source, target))
+        truth = _absolute(manifest, row.get("truth_path"))
+        records.append({**row, "path": relative, "truth_path": truth})
+
+    def copy(pair: tuple[Path, Path]) -> None:
+        source, target = pair
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".flare-tmp-{target.name}")
+        shutil.copyfile(source, tmp)
+        tmp.replace(target)
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(copy, copies))
+    return records

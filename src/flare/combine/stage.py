@@ -1,0 +1,111 @@
+"""Stage 4: combine the real images with a seeded selection of augmented (α) and synthetic (β) images.
+
+Input: a dataset folder whose manifest holds the base images (``base_images``) and the ``augment`` rows
+(the real-augmented branch); the ``generate`` rows (the synthetic branch) come from the same manifest and/or a
+second folder (``synthetic``). Either branch may be absent. Output: an ImageFolder tree
+(``train/<label>/``, ``val/``, ``test/``) plus a manifest whose rows keep their id, origin, split, stage and
+params; val and test are the real base images copied unchanged. The selection rules are in
+:mod:`flare.combine.selection`; ``combine_report.json`` records the chosen types and counts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flare.combine.imagefolder import write_imagefolder
+from flare.combine.selection import choose_samples, choose_types, fill_to_target, row_type
+from flare.core.config import CombineConfig
+from flare.core.errors import FlareError, LeakageError
+from flare.core.files import atomic_write_bytes
+from flare.core.manifest import Manifest, base_images
+
+__all__ = ["combine_datasets", "CombineResult", "select_branch"]
+
+
+@dataclass
+class CombineResult:
+    manifest: Manifest
+    chosen_types: dict[str, list[str]] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {"chosen_types": self.chosen_types, "counts": self.counts}
+
+
+def select_branch(rows: list[dict[str, Any]], fraction: float, rule: str, seed: int,
+                  branch: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows of one branch that enter, and the types kept (all types present under the ``samples`` rule)."""
+    if not rows:
+        return [], []
+    if rule == "types":
+        kept_types = choose_types([row_type(r) for r in rows], fraction, seed, branch)
+        wanted = set(kept_types)
+        return [r for r in rows if row_type(r) in wanted], kept_types
+    kept_ids = set(choose_samples([r["id"] for r in rows], fraction, seed, branch))
+    chosen = [r for r in rows if r["id"] in kept_ids]
+    return chosen, sorted({row_type(r) for r in chosen})
+
+
+def _has_file(manifest: Manifest, row: dict[str, Any]) -> bool:
+    """False for a lazy augmentation recipe (no file until ``flare combine --export``)."""
+    return not (row["stage"] == "augment" and not manifest.params(row).get("materialised", True))
+
+
+def combine_datasets(dataset: str | Path, out: str | Path, config: CombineConfig | None = None, *, seed: int = 0,
+                     synthetic: str | Path | None = None) -> CombineResult:
+    """Write the combined training set of ``dataset`` (+ ``synthetic``) into ``out``; see the module doc."""
+    config = config or CombineConfig()
+    source = Manifest.read(dataset)
+    out = Path(out)
+    if out.resolve() == Path(dataset).resolve():
+        raise FlareError(f"combine: output {str(out)!r} must differ from the input dataset")
+    base = base_images(source)
+    if not len(base):
+        raise FlareError(f"combine: {str(dataset)!r} has no base images (stages ingest/simulate/observe/upscale)")
+    augmented = source.filter(stage="augment").records()
+    synthetic_rows = [(r, source) for r in source.filter(stage="generate").records()]
+    if synthetic is not None:
+        other = Manifest.read(synthetic)
+        known = {r["id"] for r, _ in synthetic_rows}
+        synthetic_rows += [(r, other) for r in other.filter(stage="generate").records() if r["id"] not in known]
+    held_out = {r["origin_id"] for r in base.records() if r["split"] != "train"}
+    for row in augmented + [r for r, _ in synthetic_rows]:
+        if row["split"] != "train" or row["origin_id"] in held_out:
+            raise LeakageError(f"combine: {row['stage']} image {row['id']!r} (origin {row['origin_id']}) "
+                               f"is not a train-only image; refusing to combine")
+
+    chosen_aug, aug_types = select_branch(augmented, config.alpha, config.rule, seed, "augment")
+    chosen_syn_rows, syn_types = select_branch([r for r, _ in synthetic_rows], config.beta, config.rule, seed,
+                                               "generate")
+    syn_manifest = {r["id"]: m for r, m in synthetic_rows}
+    base_rows = base.records()
+    if config.per_class_target is not None:
+        real_counts = Counter(r["label"] for r in base_rows if r["split"] == "train")
+        kept = {r["id"] for r in fill_to_target(real_counts, chosen_aug + chosen_syn_rows, config.per_class_target, seed)}
+        chosen_aug = [r for r in chosen_aug if r["id"] in kept]
+        chosen_syn_rows = [r for r in chosen_syn_rows if r["id"] in kept]
+
+    entries = [(r, source, True) for r in base_rows]
+    entries += [(r, source, _has_file(source, r)) for r in chosen_aug]
+    entries += [(r, syn_manifest[r["id"]], True) for r in chosen_syn_rows]
+    out.mkdir(parents=True, exist_ok=True)
+    records = write_imagefolder(out, entries)
+    manifest = Manifest.from_records(records, out)
+    manifest.write()
+    taxonomy_file = Path(dataset) / "taxonomy.yaml"
+    if taxonomy_file.is_file():
+        (out / "taxonomy.yaml").write_text(taxonomy_file.read_text())
+
+    counts = {f"{split}": sum(1 for r in records if r["split"] == split) for split in ("train", "val", "test")}
+    counts.update({"real_train": sum(1 for r in base_rows if r["split"] == "train"), "augment": len(chosen_aug),
+                   "generate": len(chosen_syn_rows), "augment_available": len(augmented),
+                   "generate_available": len(synthetic_rows)})
+    result = CombineResult(manifest, {"augment": aug_types, "generate": syn_types}, counts)
+    report = {"alpha": config.alpha, "beta": config.beta, "rule": config.rule, "seed": seed,
+              "per_class_target": config.per_class_target, **result.summary()}
+    atomic_write_bytes(out / "combine_report.json", json.dumps(report, indent=2, sort_keys=True).encode())
+    return result

@@ -1,0 +1,1 @@
+"""Functions over manifests and trained models: metrics, the benchmark, features, out-of-domain scoring."""

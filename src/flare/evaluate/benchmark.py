@@ -1,0 +1,329 @@
+"""The benchmark: train each backbone on each method's training set, for each task and seed; score test and
+out-of-domain sets; summarise with mean ± std over seeds and paired differences between methods.
+
+One JSON file per cell (method × backbone × task × seed) under ``cells/``, written atomically: an interrupted
+benchmark re-run skips finished cells. Macro is scored by collapsing fine probabilities (``macro_mode=collapse``)
+or by training on macro labels (``direct``). Output folder layout::
+
+    cells/<cell>.json   models/<cell>/ (first seed)   features/<cell>.npz   cache/*.npz
+    results.json        results.csv                   features.json         DONE
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from flare.classify.backbones import build_backbone, load_local_weights
+from flare.classify.images import ImageTensorCache
+from flare.classify.model_io import save_classifier
+from flare.classify.presets import BenchmarkPreset
+from flare.classify.registry import get_preset
+from flare.classify.train import infer, pick_device, train_classifier
+from flare.core.errors import FlareError
+from flare.core.files import atomic_output
+from flare.core.manifest import Manifest, base_images
+from flare.core.seeding import derive_seed
+from flare.core.taxonomy import Taxonomy, load_taxonomy
+from flare.evaluate.features import embed_features
+from flare.evaluate.label_mapping import LabelMapping, load_label_mapping
+from flare.evaluate.metrics import mean_std, paired_differences
+from flare.evaluate.scoring import score_probabilities
+from flare.evaluate.variants import METHODS, MethodData, method_datasets
+
+__all__ = ["BenchmarkSettings", "run_benchmark", "settings_from_config", "summarise_cells", "dataset_taxonomy",
+           "cell_name"]
+
+FEATURE_METHODS = ("Raw", "Raw_Aug", "T2I_Aug", "FLARE")
+
+
+@dataclass
+class BenchmarkSettings:
+    preset: BenchmarkPreset
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    tasks: list[str] = field(default_factory=lambda: ["fine", "macro"])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    macro_mode: str = "collapse"  # "collapse": score macro from the fine model; "direct": train on macro labels
+    pretrained: str | None = None
+    ood: list[LabelMapping] = field(default_factory=list)
+    device: str = "auto"
+    save_models: str = "first-seed"  # "first-seed", "all" or "none"
+    features: bool = True
+
+    @property
+    def trained_tasks(self) -> list[str]:
+        tasks = []
+        if "fine" in self.tasks or self.macro_mode == "collapse":
+            tasks.append("fine")
+        if "macro" in self.tasks and self.macro_mode == "direct":
+            tasks.append("macro")
+        return tasks
+
+
+def settings_from_config(config: Any, ood_mappings: list[str] | None = None) -> BenchmarkSettings:
+    """Settings from a :class:`flare.core.config.BenchmarkConfig` section plus mapping files."""
+    preset = get_preset(config.preset).with_overrides(
+        backbones=config.backbones, image_size_px=config.image_size_px, epochs=config.epochs,
+        samples_per_epoch=getattr(config, "samples_per_epoch", None), batch_size=getattr(config, "batch_size", None))
+    mappings = [load_label_mapping(p) for p in [*getattr(config, "ood", []), *(ood_mappings or [])]]
+    return BenchmarkSettings(preset=preset, methods=list(config.methods), tasks=list(config.tasks),
+                             seeds=list(config.seeds), macro_mode=getattr(config, "macro_mode", "collapse"),
+                             pretrained=config.pretrained, ood=mappings, device=getattr(config, "device", "auto"),
+                             features=getattr(config, "features", True))
+
+
+def cell_name(method: str, backbone: str, task: str, seed: int) -> str:
+    return f"{method}__{backbone}__{task}__seed{seed}"
+
+
+def dataset_taxonomy(workdir: Path, manifest: Manifest | None = None) -> Taxonomy:
+    """The taxonomy of the run (``data/taxonomy.yaml``), else one built from the manifest's labels."""
+    for name in ("data", "upscale", "augment", "generate", "combine"):
+        file = workdir / name / "taxonomy.yaml"
+        if file.is_file():
+            return load_taxonomy(file)
+    if manifest is None:
+        raise FlareError(f"benchmark: no taxonomy.yaml under {workdir} and no manifest to infer one from")
+    frame = manifest.frame
+    mapping = {str(l): (str(m) if m else str(l)) for l, m in zip(frame["label"], frame["macro_label"])}
+    return Taxonomy("inferred", mapping)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=float))
+
+
+@dataclass
+class _OODSet:
+    mapping: LabelMapping
+    manifest: Manifest
+    rows: list[dict[str, Any]]
+    fine_true: list[str | None]
+    macro_true: list[str]
+
+
+def _load_ood(mapping: LabelMapping, taxonomy: Taxonomy) -> _OODSet:
+    if not mapping.dataset:
+        raise FlareError(f"label mapping {mapping.name!r}: no dataset folder given (key `dataset`)")
+    manifest = base_images(Manifest.read(mapping.dataset))
+    rows, fine_true, macro_true = [], [], []
+    for row in manifest.records():
+        targets = mapping.targets(row["label"], taxonomy)
+        if targets is None:
+            continue
+        rows.append(row)
+        fine_true.append(targets[0])
+        macro_true.append(targets[1])
+    return _OODSet(mapping, manifest, rows, fine_true, macro_true)
+
+
+def _labels(rows: list[dict[str, Any]], task: str, taxonomy: Taxonomy) -> list[str]:
+    """Training targets: the fine label, or its macro class. ``taxonomy.macro`` rejects unknown labels."""
+    macro = [taxonomy.macro(r["label"]) for r in rows]
+    return macro if task == "macro" else [r["label"] for r in rows]
+
+
+def run_benchmark(workdir: str | Path, settings: BenchmarkSettings, out: str | Path | None = None,
+                  log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every missing cell, then summarise; returns the summary written to ``results.json``."""
+    workdir = Path(workdir)
+    out = Path(out) if out else workdir / "benchmark"
+    out.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    methods = method_datasets(workdir, settings.methods, notes)
+    for note in notes:
+        log(f"[benchmark] {note}")
+    if not methods:
+        raise FlareError(f"benchmark: no method has a dataset under {workdir} (run `flare run` or the stages first)")
+    taxonomy = dataset_taxonomy(workdir, next(iter(methods.values())).train)
+    preset = settings.preset
+    cache = ImageTensorCache(preset.image_size_px, out / "cache")
+    ood_sets = [_load_ood(m, taxonomy) for m in settings.ood]
+    device = pick_device(settings.device)
+    first_seed = settings.seeds[0] if settings.seeds else 0
+    for method, data in methods.items():
+        for backbone in preset.backbones:
+            for task in settings.trained_tasks:
+                for seed in settings.seeds:
+                    name = cell_name(method, backbone, task, seed)
+                    file = out / "cells" / f"{name}.json"
+                    if file.is_file():
+                        log(f"[benchmark] {name}: done already")
+                        continue
+                    log(f"[benchmark] {name}: training on {len(data.train)} images")
+                    keep = seed == first_seed
+                    cell = _run_cell(data, backbone, task, seed, settings, taxonomy, cache, ood_sets, device, out,
+                                     save_model=settings.save_models == "all" or (keep and settings.save_models == "first-seed"),
+                                     save_features=keep and settings.features)
+                    _write_json(file, cell)
+                    test = cell["metrics"]["test"]
+                    log(f"[benchmark] {name}: test accuracy {test.get(task, test['macro'])['accuracy']:.3f} "
+                        f"macro-F1 {test.get(task, test['macro'])['macro_f1']:.3f} ({cell['seconds']:.0f} s)")
+    summary = summarise_cells(out, notes=notes, taxonomy=taxonomy, settings=settings)
+    (out / "DONE").write_text("ok\n")
+    return summary
+
+
+def _run_cell(data: MethodData, backbone: str, task: str, seed: int, settings: BenchmarkSettings,
+              taxonomy: Taxonomy, cache: ImageTensorCache, ood_sets: list[_OODSet], device: torch.device, out: Path,
+              save_model: bool, save_features: bool) -> dict[str, Any]:
+    started = time.perf_counter()
+    preset = settings.preset
+    classes = taxonomy.fine_classes if task == "fine" else taxonomy.macro_classes
+    index = {c: i for i, c in enumerate(classes)}
+    train_rows, val_rows, test_rows = data.train.records(), data.val.records(), data.test.records()
+    if not val_rows or not test_rows:
+        raise FlareError(f"benchmark: {data.method} has {len(val_rows)} val and {len(test_rows)} test images; "
+                         "both splits must be non-empty")
+    train_labels = np.array([index[l] for l in _labels(train_rows, task, taxonomy)])
+    val_labels = np.array([index[l] for l in _labels(val_rows, task, taxonomy)])
+    train_images = cache.load(data.train, train_rows)
+    val_images = cache.load(data.val, val_rows)
+    test_images = cache.load(data.test, test_rows)
+    # The same initial weights for every method (paired comparison): the init seed ignores the method.
+    torch.manual_seed(derive_seed(seed, "classify-init", backbone, task))
+    model, spec = build_backbone(backbone, len(classes), preset.image_size_px)
+    initialised_from = "from scratch"
+    if settings.pretrained:
+        load_local_weights(model, settings.pretrained)
+        initialised_from = f"local weights {Path(settings.pretrained).name}"
+    name = cell_name(data.method, backbone, task, seed)
+    result = train_classifier(model, train_images, train_labels, val_images, val_labels, len(classes), preset,
+                              seed, device, description=name)
+    probabilities, features = infer(result.model, test_images, preset.eval_batch_size, device,
+                                    with_features=save_features, description=f"{name}: test")
+    fine_true = [r["label"] for r in test_rows]
+    macro_true = [taxonomy.macro(r["label"]) for r in test_rows]
+    metrics = {"test": score_probabilities(probabilities, classes, task, taxonomy, fine_true, macro_true)}
+    for ood in ood_sets:
+        ood_images = cache.load(ood.manifest, ood.rows)
+        ood_probs, _ = infer(result.model, ood_images, preset.eval_batch_size, device, description=f"{name}: {ood.mapping.name}")
+        metrics[f"ood:{ood.mapping.name}"] = score_probabilities(ood_probs, classes, task, taxonomy, ood.fine_true,
+                                                                 ood.macro_true)
+    if save_features and features is not None:
+        with atomic_output(out / "features" / f"{name}.npz") as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, features=features.astype(np.float32), labels=np.array(fine_true))
+    model_dir = None
+    if save_model:
+        model_dir = out / "models" / name
+        save_classifier(model_dir, result.model, backbone=backbone, spec=spec, classes=classes, task=task,
+                        taxonomy=taxonomy, image_size_px=preset.image_size_px,
+                        extra={"trained_on": data.method, "seed": seed, "initialised_from": initialised_from,
+                               "best_epoch": result.best_epoch})
+    train_counts: dict[str, int] = {}
+    for row in train_rows:
+        train_counts[row["label"]] = train_counts.get(row["label"], 0) + 1
+    return {
+        "cell": name, "method": data.method, "backbone": backbone, "task": task, "seed": seed,
+        "preset": preset.to_dict(), "initialised_from": initialised_from, "device": str(device),
+        "n_train": len(train_rows), "n_val": len(val_rows), "n_test": len(test_rows),
+        "train_counts": dict(sorted(train_counts.items())),
+        "train_stages": sorted({r["stage"] for r in train_rows}),
+        "best_epoch": result.best_epoch, "history": result.history,
+        "epochs_run": len(result.history), "train_seconds": result.seconds,
+        "seconds": time.perf_counter() - started, "metrics": metrics,
+        "test_ids": [r["id"] for r in test_rows],
+        "test_predictions": [classes[i] for i in probabilities.argmax(1)],
+        "model_dir": str(model_dir.relative_to(out)) if model_dir else None,
+    }
+
+
+def summarise_cells(out: str | Path, notes: list[str] | None = None, taxonomy: Taxonomy | None = None,
+                    settings: BenchmarkSettings | None = None) -> dict[str, Any]:
+    """Aggregate every cell JSON under ``out/cells`` into ``results.json``/``results.csv`` (+ ``features.json``)."""
+    out = Path(out)
+    cells = [json.loads(p.read_text()) for p in sorted((out / "cells").glob("*.json"))]
+    groups: dict[tuple, dict[int, dict[str, Any]]] = {}
+    for cell in cells:
+        for evaluation, scored in cell["metrics"].items():
+            for scored_task, metrics in scored.items():
+                key = (cell["method"], cell["backbone"], cell["task"], evaluation, scored_task)
+                groups.setdefault(key, {})[cell["seed"]] = metrics
+    rows = []
+    for (method, backbone, trained, evaluation, scored_task), per_seed in sorted(groups.items()):
+        seeds = sorted(per_seed)
+        classes = next(iter(per_seed.values()))["classes"]
+        confusion = np.sum([np.array(per_seed[s]["confusion"]) for s in seeds], axis=0).tolist() if seeds else []
+        per_class = {}
+        for c in classes:
+            values = [per_seed[s]["per_class_f1"][c] for s in seeds if c in per_seed[s]["per_class_f1"]]
+            if values:
+                per_class[c] = mean_std(values)
+        rows.append({
+            "method": method, "backbone": backbone, "trained_task": trained, "evaluation": evaluation,
+            "task": scored_task, "seeds": seeds,
+            **{metric: mean_std([per_seed[s][metric] for s in seeds]) for metric in ("accuracy", "balanced_accuracy", "macro_f1")},
+            "per_seed": {str(s): {m: per_seed[s][m] for m in ("accuracy", "balanced_accuracy", "macro_f1")} for s in seeds},
+            "per_class_f1": per_class, "confusion_sum": confusion, "classes": classes,
+        })
+    differences = []
+    for baseline in ("Raw_Aug", "Raw_HR", "Raw_LR"):
+        keys = sorted({(r["backbone"], r["trained_task"], r["evaluation"], r["task"]) for r in rows})
+        for backbone, trained, evaluation, scored_task in keys:
+            for metric in ("accuracy", "macro_f1"):
+                scores = {r["method"]: {int(s): v[metric] for s, v in r["per_seed"].items()} for r in rows
+                          if (r["backbone"], r["trained_task"], r["evaluation"], r["task"]) == (backbone, trained, evaluation, scored_task)}
+                if baseline not in scores:
+                    continue
+                for method, summary in paired_differences(scores, baseline).items():
+                    differences.append({"method": method, "baseline": baseline, "backbone": backbone,
+                                        "trained_task": trained, "evaluation": evaluation, "task": scored_task,
+                                        "metric": metric, **summary})
+    summary = {
+        "cells": len(cells), "rows": rows, "paired_differences": differences, "notes": list(notes or []),
+        "preset": cells[0]["preset"] if cells else (settings.preset.to_dict() if settings else None),
+        "initialised_from": sorted({c["initialised_from"] for c in cells}),
+        "seconds_total": float(sum(c["seconds"] for c in cells)),
+        "taxonomy": taxonomy.to_dict() if taxonomy else None,
+        "train_counts": {c["method"]: c["train_counts"] for c in cells},
+    }
+    _write_json(out / "results.json", summary)
+    _write_csv(out / "results.csv", rows)
+    if settings is None or settings.features:
+        _write_json(out / "features.json", _feature_summary(out, cells))
+    return summary
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    import pandas as pd
+
+    flat = [{"method": r["method"], "backbone": r["backbone"], "trained_task": r["trained_task"],
+             "evaluation": r["evaluation"], "task": r["task"], "seeds": len(r["seeds"]),
+             **{f"{m}_{k}": r[m][k] for m in ("accuracy", "balanced_accuracy", "macro_f1") for k in ("mean", "std")}}
+            for r in rows]
+    with atomic_output(path) as tmp:
+        pd.DataFrame(flat).to_csv(tmp, index=False)
+
+
+def _feature_summary(out: Path, cells: list[dict[str, Any]]) -> dict[str, Any]:
+    """t-SNE + cluster scores for Raw (Raw_HR, else Raw_LR), Raw_Aug, T2I_Aug and FLARE (first backbone/seed)."""
+    with_features = [c for c in cells if (out / "features" / f"{c['cell']}.npz").is_file() and c["task"] == "fine"]
+    if not with_features:
+        return {}
+    backbone = sorted({c["backbone"] for c in with_features})[0]
+    chosen: dict[str, dict[str, Any]] = {}
+    for cell in sorted(with_features, key=lambda c: c["seed"]):
+        if cell["backbone"] != backbone:
+            continue
+        label = "Raw" if cell["method"] in ("Raw_HR", "Raw_LR") else cell["method"]
+        if label == "Raw" and "Raw" in chosen and chosen["Raw"]["method"] == "Raw_HR":
+            continue
+        if label in FEATURE_METHODS and (label not in chosen or (label == "Raw" and cell["method"] == "Raw_HR")):
+            chosen[label] = cell
+    result: dict[str, Any] = {"backbone": backbone}
+    for label in FEATURE_METHODS:
+        if label not in chosen:
+            continue
+        cell = chosen[label]
+        with np.load(out / "features" / f"{cell['cell']}.npz") as stored:
+            features, labels = stored["features"], [str(l) for l in stored["labels"]]
+        result[label] = {"method": cell["method"], "seed": cell["seed"], **embed_features(features, labels, cell["seed"])}
+    return result

@@ -1,0 +1,269 @@
+"""How good are the synthetic images, per class, judged by features learnt from the real train split?
+
+Inception weights cannot be downloaded here (and are a poor fit for sky cut-outs), so the feature extractor is a
+small CNN trained in this module on the real train split (rotations by 90° as augmentation). Its penultimate
+layer gives the features for:
+
+- FID and KID (torchmetrics' custom-feature support), synthetic images of a class vs real train images of it;
+- precision / recall on feature manifolds (Kynkäänniemi et al. 2019, k-NN radii, k=3);
+- classifier agreement: the share of synthetic images the real-trained classifier assigns to the prompted class
+  (chance is 1 / number of classes; the classifier's own real val accuracy is reported beside it).
+
+:func:`filter_synthetic` drops synthetic rows by classifier confidence or by feature-space outlier score and
+records each kept row's score in its ``params["filter"]``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from flare.core.errors import ConfigError, ManifestError
+from flare.core.io import load_rgb
+from flare.core.manifest import Manifest, base_images
+from flare.core.seeding import derive_seed
+
+__all__ = ["FeatureClassifier", "train_feature_classifier", "synthetic_quality", "QualityReport",
+           "manifold_precision_recall", "filter_synthetic"]
+
+
+class FeatureClassifier(nn.Module):
+    """A tiny CNN: ``features(x)`` (64-d) for the metrics, ``forward(x)`` logits for agreement.
+
+    Takes float images in [0, 1], any size (resized to ``resolution_px``), as torchmetrics passes them with
+    ``normalize=True``. ``num_features`` tells torchmetrics the feature size.
+    """
+
+    def __init__(self, num_classes: int, resolution_px: int = 32, width: int = 32):
+        super().__init__()
+        self.resolution_px = resolution_px
+        self.num_features = 2 * width
+        self.trunk = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(2 * width, num_classes)
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            x = x.float() / 255.0
+        if x.shape[-1] != self.resolution_px:
+            x = nn.functional.interpolate(x, size=(self.resolution_px,) * 2, mode="bilinear", antialias=True,
+                                          align_corners=False)
+        return x * 2 - 1
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk(self._prepare(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class _FeatureView(nn.Module):
+    """What torchmetrics calls: images → features."""
+
+    def __init__(self, classifier: FeatureClassifier):
+        super().__init__()
+        self.classifier = classifier
+        self.num_features = classifier.num_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier.features(x).double()
+
+
+def _to_tensor(images: list[np.ndarray], resolution_px: int) -> torch.Tensor:
+    from PIL import Image
+
+    out = []
+    for image in images:
+        pil = Image.fromarray(image)
+        if pil.size != (resolution_px, resolution_px):
+            pil = pil.resize((resolution_px, resolution_px), Image.Resampling.BICUBIC)
+        out.append(torch.from_numpy(np.asarray(pil, dtype=np.float32)).permute(2, 0, 1) / 255.0)
+    return torch.stack(out) if out else torch.zeros((0, 3, resolution_px, resolution_px))
+
+
+def train_feature_classifier(images: list[np.ndarray], labels: list[str], classes: list[str], *,
+                             resolution_px: int = 32, epochs: int = 30, seed: int = 0) -> FeatureClassifier:
+    """Train the feature CNN on real images (rotations by 90° keep spiral chirality); deterministic on CPU."""
+    torch.manual_seed(derive_seed(seed, "quality-classifier"))
+    model = FeatureClassifier(len(classes), resolution_px)
+    data = _to_tensor(images, resolution_px)
+    targets = torch.tensor([classes.index(label) for label in labels])
+    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    generator = torch.Generator("cpu").manual_seed(derive_seed(seed, "quality-batches"))
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(data), generator=generator)
+        for start in range(0, len(order), 32):
+            index = order[start:start + 32]
+            batch = torch.rot90(data[index], int(torch.randint(0, 4, (1,), generator=generator)), dims=(2, 3))
+            loss = nn.functional.cross_entropy(model(batch), targets[index])
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+    return model.eval()
+
+
+def manifold_precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[float, float]:
+    """Improved precision and recall (Kynkäänniemi et al. 2019): the share of fake features inside the real
+    k-NN manifold, and of real features inside the fake one."""
+
+    def radii(points: np.ndarray) -> np.ndarray:
+        distances = np.linalg.norm(points[:, None] - points[None], axis=-1)
+        kk = min(k, len(points) - 1)
+        return np.sort(distances, axis=1)[:, kk] if kk > 0 else np.zeros(len(points))
+
+    def coverage(reference: np.ndarray, queries: np.ndarray) -> float:
+        if len(reference) < 2 or not len(queries):
+            return float("nan")
+        distances = np.linalg.norm(queries[:, None] - reference[None], axis=-1)
+        return float((distances <= radii(reference)[None]).any(axis=1).mean())
+
+    return coverage(real, fake), coverage(fake, real)
+
+
+@dataclass
+class QualityReport:
+    table: pd.DataFrame  # one row per class plus "all"
+    real_val_accuracy: float
+    chance: float
+    scores: pd.DataFrame  # one row per synthetic image: id, label, operation, confidence, predicted, outlier_z
+
+
+def _real_and_synthetic(manifest: Manifest) -> tuple[Manifest, Manifest]:
+    synthetic = manifest.filter(stage="generate")
+    if not len(synthetic):
+        raise ManifestError("quality: the dataset has no generate rows (run `flare generate` first)")
+    real = base_images(manifest)
+    return real, synthetic
+
+
+def _load(rows: Manifest, column: str = "path") -> list[np.ndarray]:
+    if column == "truth_path" and (rows.frame[column].fillna("") == "").any():
+        raise ConfigError("quality.reference: some real rows have no truth_path; use reference=base")
+    return [load_rgb(rows.resolve(p)) for p in rows.frame[column]]
+
+
+def _fid_kid(extractor: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> tuple[float, float, float]:
+    import warnings
+
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
+
+    if len(real) < 2 or len(fake) < 2:
+        return float("nan"), float("nan"), float("nan")
+    fid = FrechetInceptionDistance(feature=extractor, normalize=True)
+    fid.update(real, real=True)
+    fid.update(fake, real=False)
+    subset = min(len(real), len(fake), 50)
+    kid = KernelInceptionDistance(feature=extractor, normalize=True, subset_size=subset, subsets=20)
+    kid.update(real, real=True)
+    kid.update(fake, real=False)
+    kid_mean, kid_std = kid.compute()
+    return float(fid.compute()), float(kid_mean), float(kid_std)
+
+
+def _score(manifest: Manifest, *, epochs: int, resolution_px: int, seed: int, reference: str = "base"):
+    if reference not in ("base", "truth"):
+        raise ConfigError(f"quality.reference: {reference!r} is not one of base, truth")
+    column = "truth_path" if reference == "truth" else "path"
+    real, synthetic = _real_and_synthetic(manifest)
+    train = real.filter(split="train")
+    classes = sorted(set(train.frame["label"]))
+    torch.manual_seed(derive_seed(seed, "quality"))
+    classifier = train_feature_classifier(_load(train, column), train.frame["label"].tolist(), classes,
+                                          resolution_px=resolution_px, epochs=epochs, seed=seed)
+    val = real.filter(split="val")
+    with torch.no_grad():
+        real_x = _to_tensor(_load(train, column), resolution_px)
+        fake_x = _to_tensor(_load(synthetic), resolution_px)
+        real_f = classifier.features(real_x).numpy()
+        fake_f = classifier.features(fake_x).numpy()
+        fake_p = torch.softmax(classifier.head(torch.from_numpy(fake_f)), dim=1).numpy()
+        if len(val):
+            val_pred = classifier(_to_tensor(_load(val, column), resolution_px)).argmax(1).numpy()
+            val_true = np.array([classes.index(v) if v in classes else -1 for v in val.frame["label"]])
+            val_accuracy = float((val_pred == val_true).mean())
+        else:
+            val_accuracy = float("nan")
+    real_labels = train.frame["label"].to_numpy()
+    fake_labels = synthetic.frame["label"].to_numpy()
+    # outlier score: distance to the class's real feature centroid, z-scored by the real images' own distances
+    outlier = np.full(len(fake_f), np.nan)
+    for label in classes:
+        reference = real_f[real_labels == label]
+        centre = reference.mean(0)
+        spread = np.linalg.norm(reference - centre, axis=1)
+        mask = fake_labels == label
+        outlier[mask] = (np.linalg.norm(fake_f[mask] - centre, axis=1) - spread.mean()) / (spread.std() + 1e-8)
+    confidence = np.array([fake_p[i, classes.index(l)] if l in classes else 0.0 for i, l in enumerate(fake_labels)])
+    scores = pd.DataFrame({"id": synthetic.frame["id"].to_numpy(), "label": fake_labels,
+                           "operation": synthetic.frame["operation"].to_numpy(), "confidence": confidence,
+                           "predicted": [classes[i] for i in fake_p.argmax(1)], "outlier_z": outlier})
+    return classifier, classes, (real_x, real_f, real_labels), (fake_x, fake_f, fake_labels), scores, val_accuracy
+
+
+def synthetic_quality(manifest: Manifest, *, epochs: int = 30, resolution_px: int = 32, seed: int = 0,
+                      reference: str = "base") -> QualityReport:
+    """Per-class FID, KID, precision, recall and classifier agreement of the ``generate`` rows vs real train.
+
+    ``reference="truth"`` compares with the real rows' HR truth (``truth_path``) instead of their base images: the
+    right reference for a generator trained with ``--source truth``."""
+    classifier, classes, real, fake, scores, val_accuracy = _score(manifest, epochs=epochs, resolution_px=resolution_px,
+                                                                    seed=seed, reference=reference)
+    real_x, real_f, real_labels = real
+    fake_x, fake_f, fake_labels = fake
+    extractor = _FeatureView(classifier).eval()
+    rows: list[dict[str, Any]] = []
+    groups = [(label, real_labels == label, fake_labels == label) for label in classes]
+    groups.append(("all", np.ones(len(real_labels), bool), np.ones(len(fake_labels), bool)))
+    for label, real_mask, fake_mask in groups:
+        with torch.no_grad():
+            fid, kid_mean, kid_std = _fid_kid(extractor, real_x[torch.from_numpy(real_mask)],
+                                              fake_x[torch.from_numpy(fake_mask)])
+        precision, recall = manifold_precision_recall(real_f[real_mask], fake_f[fake_mask])
+        agreement = scores.loc[fake_mask, "predicted"].to_numpy() == scores.loc[fake_mask, "label"].to_numpy()
+        rows.append({"class": label, "real": int(real_mask.sum()), "synthetic": int(fake_mask.sum()),
+                     "fid": fid, "kid": kid_mean, "kid_std": kid_std, "precision": precision, "recall": recall,
+                     "agreement": float(agreement.mean()) if len(agreement) else float("nan")})
+    for operation, group in scores.groupby("operation"):
+        rows.append({"class": f"all:{operation}", "real": len(real_labels), "synthetic": len(group),
+                     "agreement": float((group["predicted"] == group["label"]).mean())})
+    return QualityReport(pd.DataFrame(rows), val_accuracy, 1.0 / len(classes), scores)
+
+
+def filter_synthetic(manifest: Manifest, *, method: str = "confidence", threshold: float = 0.5, epochs: int = 30,
+                     resolution_px: int = 32, seed: int = 0) -> tuple[Manifest, int]:
+    """Drop synthetic rows whose prompted-class confidence is below ``threshold`` (``confidence``) or whose
+    outlier z-score is above it (``outlier``). Kept rows record their score in ``params["filter"]``."""
+    if method not in ("confidence", "outlier"):
+        raise ConfigError(f"generate.filter: {method!r} is not one of none, confidence, outlier")
+    *_, scores, _ = _score(manifest, epochs=epochs, resolution_px=resolution_px, seed=seed)
+    value = scores["confidence"] if method == "confidence" else scores["outlier_z"]
+    keep = value >= threshold if method == "confidence" else value <= threshold
+    dropped = set(scores.loc[~keep.to_numpy(), "id"])
+    by_id = dict(zip(scores["id"], value))
+    records = []
+    for row in manifest.records():
+        if row["id"] in dropped:
+            continue
+        if row["id"] in by_id:
+            params = json.loads(row["params"] or "{}")
+            params["filter"] = {"method": method, "score": round(float(by_id[row["id"]]), 6), "threshold": threshold}
+            row["params"] = json.dumps(params, sort_keys=True)
+        records.append(row)
+    if dropped:
+        (manifest.root / "filtered_out.csv").parent.mkdir(parents=True, exist_ok=True)
+        scores[scores["id"].isin(dropped)].to_csv(manifest.root / "filtered_out.csv", index=False)
+    return Manifest.from_records(records, manifest.root), len(dropped)

@@ -1,0 +1,207 @@
+"""The default generator: a small pixel-space ``UNet2DConditionModel`` conditioned on MiniLM prompt embeddings.
+
+Components, as in diffusers: a text encoder (:class:`MiniLMTextEncoder`), a denoiser (the UNet) and a scheduler
+(DDIM or DPM-Solver, built from the training DDPM schedule with ``from_config``). Text-to-image starts from
+per-image noise; a variation is SDEdit (Meng et al. 2022): noise a real image to ``strength`` of the schedule
+and denoise it with a new seed. Classifier-free guidance (Ho & Salimans 2022) mixes the conditional and the
+unconditional (all-zero embedding) predictions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from flare.core.errors import ConfigError
+from flare.generate.base import FrozenConfig, GenerationBackend, GenerationOutput, per_image_generators, to_uint8_images
+from flare.generate.text_encoder import EMBEDDING_DIM, MiniLMTextEncoder
+
+__all__ = ["EmbeddedDiffusionPipeline", "EmbeddedGenerator", "tiny_unet", "training_scheduler", "SCHEDULERS", "PREDICTION_TYPES",
+           "images_to_tensor"]
+
+SCHEDULERS = ("ddim", "dpm")
+
+
+def tiny_unet(resolution_px: int = 32, block_out_channels: tuple[int, ...] = (32, 64, 64),
+              cross_attention_dim: int = EMBEDDING_DIM):
+    """The denoiser: plain down/up blocks at full resolution, cross-attention to the prompt below it."""
+    from diffusers import UNet2DConditionModel
+
+    depth = len(block_out_channels)
+    down = ("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (depth - 1)
+    up = ("CrossAttnUpBlock2D",) * (depth - 1) + ("UpBlock2D",)
+    return UNet2DConditionModel(sample_size=resolution_px, in_channels=3, out_channels=3, layers_per_block=1,
+                                block_out_channels=tuple(block_out_channels), down_block_types=down,
+                                up_block_types=up, cross_attention_dim=cross_attention_dim, attention_head_dim=8,
+                                norm_num_groups=min(16, min(block_out_channels)))
+
+
+PREDICTION_TYPES = ("sample", "epsilon", "v_prediction")
+
+
+def training_scheduler(prediction_type: str = "sample"):
+    """The DDPM noise schedule the UNet is trained on (cosine, samples clipped to [-1, 1]).
+
+    The default predicts the clean image ("sample", x0-prediction): with the few hundred CPU training steps FLARE
+    can afford, ε-prediction still leaves visible residual noise while x0-prediction already gives clean,
+    class-shaped images (smoother ones; use "epsilon" or "v_prediction" for long training runs).
+    """
+    from diffusers import DDPMScheduler
+
+    if prediction_type not in PREDICTION_TYPES:
+        raise ConfigError(f"generate.prediction_type: {prediction_type!r} is not one of {', '.join(PREDICTION_TYPES)}")
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type=prediction_type,
+                         clip_sample=True)
+
+
+def sampling_scheduler(kind: str, config: Any):
+    """A sampler built from the training schedule's config: a swap is one line, as in diffusers."""
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+    if kind == "ddim":
+        return DDIMScheduler.from_config(config)
+    if kind == "dpm":
+        return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2)
+    raise ConfigError(f"generate.scheduler: {kind!r} is not one of {', '.join(SCHEDULERS)}")
+
+
+def images_to_tensor(images: list[np.ndarray], resolution_px: int) -> torch.Tensor:
+    """uint8 (H, W, 3) images → ``(B, 3, R, R)`` in [-1, 1], resized with antialiasing."""
+    from PIL import Image
+
+    out = []
+    for image in images:
+        pil = Image.fromarray(np.asarray(image, dtype=np.uint8)).convert("RGB")
+        if pil.size != (resolution_px, resolution_px):
+            pil = pil.resize((resolution_px, resolution_px), Image.Resampling.BICUBIC, reducing_gap=None)
+        out.append(torch.from_numpy(np.asarray(pil, dtype=np.float32)).permute(2, 0, 1) / 127.5 - 1.0)
+    return torch.stack(out)
+
+
+class EmbeddedDiffusionPipeline:
+    """Text encoder + UNet + scheduler; ``__call__`` runs numbered steps and returns a :class:`GenerationOutput`."""
+
+    def __init__(self, unet, scheduler, text_encoder: MiniLMTextEncoder | None = None):
+        self.unet = unet.eval()
+        self.scheduler = scheduler
+        self.text_encoder = text_encoder or MiniLMTextEncoder()
+
+    @property
+    def resolution_px(self) -> int:
+        return int(self.unet.config.sample_size)
+
+    # ------------------------------------------------------------------ persistence
+    @classmethod
+    def from_pretrained(cls, model_dir: str | Path, scheduler: str = "ddim",
+                        text_encoder: MiniLMTextEncoder | None = None) -> "EmbeddedDiffusionPipeline":
+        from diffusers import DDPMScheduler, UNet2DConditionModel
+
+        model_dir = Path(model_dir)
+        if not (model_dir / "unet" / "config.json").is_file():
+            raise ConfigError(f"generate.model_path: {str(model_dir)!r} holds no trained embedded model "
+                              f"(run `flare generate train DATASET {model_dir}`)")
+        unet = UNet2DConditionModel.from_pretrained(model_dir / "unet", low_cpu_mem_usage=False)
+        train_config = DDPMScheduler.load_config(model_dir / "scheduler")
+        return cls(unet, sampling_scheduler(scheduler, train_config), text_encoder)
+
+    def save_pretrained(self, model_dir: str | Path, model_card: str = "") -> None:
+        """One sub-folder per component (``unet/``, ``scheduler/``), a ``model_index.json`` and a model card."""
+        model_dir = Path(model_dir)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        self.unet.save_pretrained(model_dir / "unet")
+        self.scheduler.save_pretrained(model_dir / "scheduler")
+        index = {"_class_name": type(self).__name__, "_flare_backend": "embedded",
+                 "unet": ["diffusers", type(self.unet).__name__],
+                 "scheduler": ["diffusers", type(self.scheduler).__name__],
+                 "text_encoder": ["sentence-transformers", self.text_encoder.model_id]}
+        (model_dir / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+        if model_card:
+            (model_dir / "README.md").write_text(model_card)
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def __call__(self, prompts: list[str], seeds: list[int], *, guidance_scale: float = 3.0,
+                 num_inference_steps: int = 25, image: list[np.ndarray] | None = None,
+                 strength: float = 1.0) -> GenerationOutput:
+        # 1. check inputs
+        if len(prompts) != len(seeds):
+            raise ConfigError(f"generate: {len(prompts)} prompts but {len(seeds)} seeds")
+        if image is not None and len(image) != len(prompts):
+            raise ConfigError(f"generate: {len(image)} images but {len(prompts)} prompts")
+        if not 0 < strength <= 1:
+            raise ConfigError(f"generate.strength: must be in (0, 1], got {strength}")
+        if not prompts:
+            return GenerationOutput([], [], [])
+        size = self.resolution_px
+        # 2. encode the prompts (cached), and the unconditional embedding for guidance
+        condition = self.text_encoder.embed(list(prompts))
+        use_guidance = guidance_scale != 1.0
+        if use_guidance:
+            condition = torch.cat([torch.zeros_like(condition), condition])
+        # 3. timesteps (img2img starts part-way: SDEdit)
+        self.scheduler.set_timesteps(num_inference_steps)
+        timesteps = self.scheduler.timesteps
+        if image is not None:
+            start = max(len(timesteps) - int(round(num_inference_steps * strength)), 0)
+            timesteps = timesteps[start:]
+            if len(timesteps) == 0:
+                timesteps = self.scheduler.timesteps[-1:]
+            if hasattr(self.scheduler, "set_begin_index"):
+                self.scheduler.set_begin_index(start)
+        # 4. prepare the starting samples, one CPU generator per image
+        generators = per_image_generators(seeds)
+        noise = torch.cat([torch.randn((1, 3, size, size), generator=g) for g in generators])
+        if image is None:
+            sample = noise * self.scheduler.init_noise_sigma
+        else:
+            clean = images_to_tensor(image, size)
+            sample = self.scheduler.add_noise(clean, noise, timesteps[:1].repeat(len(prompts)))
+        # 5. denoising loop with classifier-free guidance
+        for t in timesteps:
+            model_input = torch.cat([sample, sample]) if use_guidance else sample
+            model_input = self.scheduler.scale_model_input(model_input, t)
+            predicted = self.unet(model_input, t, encoder_hidden_states=condition).sample
+            if use_guidance:
+                unconditional, conditional = predicted.chunk(2)
+                predicted = unconditional + guidance_scale * (conditional - unconditional)
+            sample = self.scheduler.step(predicted, t, sample).prev_sample
+        # 6. post-process
+        params = [{"prompt": p, "guidance_scale": guidance_scale, "num_inference_steps": num_inference_steps,
+                   "strength": strength if image is not None else None, "seed": int(s),
+                   "scheduler": type(self.scheduler).__name__} for p, s in zip(prompts, seeds)]
+        return GenerationOutput(to_uint8_images(sample), [int(s) for s in seeds], params)
+
+
+def _unet_hash(model_dir: Path) -> str:
+    file = model_dir / "unet" / "diffusion_pytorch_model.safetensors"
+    return hashlib.sha256(file.read_bytes()).hexdigest()[:16] if file.is_file() else ""
+
+
+class EmbeddedGenerator(GenerationBackend):
+    """Backend wrapper around :class:`EmbeddedDiffusionPipeline` loaded from a trained model folder."""
+
+    name = "embedded"
+
+    def __init__(self, model_path: str | Path, scheduler: str = "ddim", pipeline: EmbeddedDiffusionPipeline | None = None):
+        self.model_path = Path(model_path)
+        self.pipeline = pipeline or EmbeddedDiffusionPipeline.from_pretrained(self.model_path, scheduler)
+        self.resolution_px = self.pipeline.resolution_px
+        self.model_id = f"flare-embedded-unet@{self.model_path.name}"
+        self.model_hash = _unet_hash(self.model_path)
+        self.config = FrozenConfig(backend=self.name, model_path=str(self.model_path), scheduler=scheduler,
+                                   resolution_px=self.resolution_px,
+                                   block_out_channels=list(self.pipeline.unet.config.block_out_channels),
+                                   text_encoder=self.pipeline.text_encoder.model_id,
+                                   text_encoder_hash=self.pipeline.text_encoder.weights_hash())
+
+    def text_to_image(self, prompts, seeds, *, guidance_scale, num_inference_steps):
+        return self.pipeline(prompts, seeds, guidance_scale=guidance_scale, num_inference_steps=num_inference_steps)
+
+    def variation(self, images, prompts, seeds, *, strength, guidance_scale, num_inference_steps):
+        return self.pipeline(prompts, seeds, guidance_scale=guidance_scale, num_inference_steps=num_inference_steps,
+                             image=images, strength=strength)

@@ -1,0 +1,58 @@
+"""Bring synthetic images to the dataset's image size: the stage-1 upscaler when it is installed, else bicubic.
+
+A generator works at its own resolution (the embedded UNet at 32 px); the images it adds to a training set
+should look like the set's base images (the upscaled HR ones when stage 1 ran). When ``generate.upscale`` is on
+and ``flare.upscale`` is importable, images go through ``create_upscaler(backend, scale=2|4)`` then an exact
+bicubic resize to the target side; otherwise a bicubic resize. What was done is recorded in each row's params.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+__all__ = ["SizeMatcher"]
+
+
+class SizeMatcher:
+    """Resizes ``(R, R, 3)`` uint8 images to ``target_px`` and describes how (for the manifest)."""
+
+    def __init__(self, target_px: int, upscale: bool = True, upscale_backend: str = "bicubic"):
+        self.target_px = int(target_px)
+        self.upscale = upscale
+        self.upscale_backend = upscale_backend
+        self._upscalers: dict[int, Any] = {}
+
+    def _upscaler(self, scale: int):
+        if scale not in self._upscalers:
+            try:
+                from flare.upscale.registry import create_upscaler
+            except ImportError:
+                self._upscalers[scale] = None
+            else:
+                self._upscalers[scale] = create_upscaler(self.upscale_backend, scale=scale)
+        return self._upscalers[scale]
+
+    def __call__(self, images: list[np.ndarray]) -> tuple[list[np.ndarray], dict[str, Any]]:
+        if not images:
+            return [], {}
+        side = images[0].shape[0]
+        if side == self.target_px:
+            return images, {"output_size_px": side}
+        record: dict[str, Any] = {"generated_size_px": side, "output_size_px": self.target_px}
+        if side < self.target_px and self.upscale:
+            scale = 2 if self.target_px <= 2 * side else 4
+            upscaler = self._upscaler(scale)
+            if upscaler is not None:
+                images = list(upscaler.upscale_many(images))
+                record["upscaled_with"] = f"{self.upscale_backend}x{scale}"
+        out = []
+        for image in images:
+            if image.shape[0] != self.target_px:
+                pil = Image.fromarray(image).resize((self.target_px, self.target_px), Image.Resampling.BICUBIC)
+                image = np.asarray(pil, dtype=np.uint8)
+                record["resized_with"] = "bicubic"
+            out.append(image)
+        return out, record

@@ -1,0 +1,241 @@
+"""The generate stage: plan text-to-image and variation jobs, run them with a worker, write the manifest.
+
+Every synthetic image is a train-split row of stage ``generate`` with operation ``t2i`` (a fresh origin id, no
+parents) or ``i2i-variation`` (its parent's origin id and ``parent_ids``). Its seed is derived from the run
+seed and its own id, and ``params`` holds prompt, guidance, steps, strength, scheduler, the backend's frozen
+config and how it was brought to the dataset's size, so any image can be remade alone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from flare.core.config import ExecutorConfig, GenerateConfig
+from flare.core.errors import ManifestError
+from flare.core.io import load_rgb, write_image
+from flare.core.manifest import Manifest, base_images, derived_id
+from flare.core.seeding import derive_seed
+from flare.core.taxonomy import Taxonomy
+from flare.generate.prompts import PromptBuilder
+
+__all__ = ["GenerateWorker", "GenerateResult", "plan_jobs", "run_generate", "ensure_embedded_model",
+           "T2I_OPERATION", "VARIATION_OPERATION"]
+
+T2I_OPERATION = "t2i"
+VARIATION_OPERATION = "i2i-variation"
+EMBEDDED_MODEL_FOLDER = "embedded-model"
+
+
+@dataclass
+class GenerateResult:
+    manifest: Manifest
+    generated: int
+    dropped: int = 0
+    model_path: str | None = None
+    grid_path: Path | None = None
+    quality: pd.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def plan_jobs(manifest: Manifest, taxonomy: Taxonomy, config: GenerateConfig, seed: int) -> pd.DataFrame:
+    """One row per image to make: id, label, prompt, seed, operation, origin and parent (for variations)."""
+    prompts = PromptBuilder(taxonomy, tuple(config.templates), dict(config.class_prompts))
+    sources = base_images(manifest).filter(split="train")
+    if not len(sources):
+        raise ManifestError("generate: the dataset has no train-split base images")
+    labels = sorted(set(sources.frame["label"]))
+    jobs: list[dict[str, Any]] = []
+    for label in labels:
+        for index in range(config.per_class):
+            job_id = f"generate-t2i-{_safe(label)}-{index:04d}"
+            jobs.append({"id": job_id, "label": label, "macro_label": taxonomy.macro(label), "origin_id": job_id,
+                         "operation": T2I_OPERATION, "prompt": prompts.prompt(label, index),
+                         "seed": derive_seed(seed, "generate", job_id), "parent_id": "", "parent_path": ""})
+    if config.variations:
+        if config.variation_source == "t2i":
+            parents = [dict(j, path="") for j in jobs if j["operation"] == T2I_OPERATION]
+        else:
+            parents = [dict(r, path=str(sources.resolve(r["path"])))
+                       for r in sources.frame.sort_values("id").to_dict("records")]
+        per_class: dict[str, int] = {}
+        for parent in parents:
+            count = per_class.get(parent["label"], 0)
+            if config.variation_max_per_class is not None and count >= config.variation_max_per_class:
+                continue
+            per_class[parent["label"]] = count + 1
+            for variant in range(config.variations):
+                job_id = derived_id(parent["id"], "generate", f"-var{variant}")
+                jobs.append({"id": job_id, "label": parent["label"], "macro_label": taxonomy.macro(parent["label"]),
+                             "origin_id": parent["origin_id"], "operation": VARIATION_OPERATION,
+                             "prompt": prompts.prompt(parent["label"], variant),
+                             "seed": derive_seed(seed, "generate", job_id), "parent_id": parent["id"],
+                             "parent_path": parent["path"]})
+    return pd.DataFrame(jobs)
+
+
+def _safe(label: str) -> str:
+    return label.replace(" ", "_")
+
+
+class GenerateWorker:
+    """Builds the backend once, then maps job rows to manifest rows (skipping outputs that already decode)."""
+
+    def __init__(self, out: str, backend: str, backend_options: dict[str, Any], settings: dict[str, Any]):
+        from flare.generate.registry import create_generator
+        from flare.generate.resize import SizeMatcher
+
+        self.out = Path(out)
+        self.backend = create_generator(backend, **backend_options)
+        self.settings = settings
+        self.resize = SizeMatcher(settings["target_px"], settings["upscale"], settings["upscale_backend"])
+
+    def _target(self, job: dict[str, Any]) -> Path:
+        return self.out / "generated" / _safe(job["label"]) / f"{job['id']}.png"
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        jobs = batch.to_dict("records")
+        rows: list[dict[str, Any]] = []
+        todo_t2i, todo_var = [], []
+        for job in jobs:
+            target = self._target(job)
+            if target.is_file():
+                try:
+                    load_rgb(target)
+                except Exception:  # partial or corrupt: make it again
+                    target.unlink()
+                else:
+                    continue
+            (todo_t2i if job["operation"] == T2I_OPERATION else todo_var).append(job)
+        s = self.settings
+        if todo_t2i:
+            output = self.backend.text_to_image([j["prompt"] for j in todo_t2i], [int(j["seed"]) for j in todo_t2i],
+                                                guidance_scale=s["guidance_scale"], num_inference_steps=s["steps"])
+            self._write(todo_t2i, output)
+        if todo_var:
+            parents = [self._parent_image(j) for j in todo_var]
+            output = self.backend.variation(parents, [j["prompt"] for j in todo_var], [int(j["seed"]) for j in todo_var],
+                                            strength=s["strength"], guidance_scale=s["guidance_scale"],
+                                            num_inference_steps=s["steps"])
+            self._write(todo_var, output)
+        for job in jobs:
+            rows.append(self._row(job))
+        return pd.DataFrame(rows)
+
+    def _parent_image(self, job: dict[str, Any]) -> np.ndarray:
+        if job["parent_path"]:
+            return load_rgb(job["parent_path"])
+        # a variation of a t2i image: that image is written earlier in the same run (t2i jobs come first)
+        parent = dict(job, id=job["parent_id"])
+        return load_rgb(self._target(parent))
+
+    def _write(self, jobs: list[dict[str, Any]], output) -> None:
+        images, record = self.resize(output.images)
+        for job, image, params in zip(jobs, images, output.params):
+            target = self._target(job)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_image(target, image)
+            sidecar = {**params, **record}
+            target.with_suffix(".json").write_text(json.dumps(sidecar, sort_keys=True))
+
+    def _row(self, job: dict[str, Any]) -> dict[str, Any]:
+        target = self._target(job)
+        from flare.core.files import sha256_bytes
+
+        generated = json.loads(target.with_suffix(".json").read_text())
+        params = {**generated, "backend_config": self.backend.config.to_dict(),
+                  "operation": job["operation"], "prompt": job["prompt"]}
+        return {"id": job["id"], "path": str(target.relative_to(self.out)), "sha256": sha256_bytes(target.read_bytes()),
+                "label": job["label"], "macro_label": job["macro_label"], "origin_id": job["origin_id"],
+                "split": "train", "stage": "generate", "operation": job["operation"],
+                "params": json.dumps(params, sort_keys=True, default=str), "seed": int(job["seed"]),
+                "backend": self.backend.name, "model_id": self.backend.model_id, "model_hash": self.backend.model_hash,
+                "parent_ids": json.dumps([job["parent_id"]] if job["parent_id"] else []), "truth_path": ""}
+
+
+def ensure_embedded_model(dataset: Path, out: Path, config: GenerateConfig, seed: int,
+                          log: Callable[[str], None] | None = None) -> Path:
+    """The embedded model to use: ``generate.model_path``, or one trained now into ``OUT/embedded-model``."""
+    if config.model_path:
+        return Path(config.model_path)
+    from flare.generate.train_embedded import EmbeddedTrainingConfig, train_embedded
+
+    model_dir = out / EMBEDDED_MODEL_FOLDER
+    summary = model_dir / "training.json"
+    if summary.is_file() and json.loads(summary.read_text()).get("epochs_done", 0) >= config.train_epochs:
+        return model_dir
+    training = EmbeddedTrainingConfig(resolution_px=config.train_resolution_px, epochs=config.train_epochs,
+                                      batch_size=config.train_batch_size, source=config.train_source,
+                                      templates=tuple(config.templates), class_prompts=dict(config.class_prompts),
+                                      max_minutes=config.train_max_minutes, seed=seed,
+                                      checkpoint_every=max(1, min(5, config.train_epochs)))
+    train_embedded(dataset, model_dir, training, log=log)
+    return model_dir
+
+
+def _target_size(sources: Manifest) -> int:
+    """The side of the dataset's train base images (their median, for mixed sizes)."""
+    from PIL import Image
+
+    sides = []
+    for path in sources.frame["path"].head(32):
+        with Image.open(sources.resolve(path)) as image:
+            sides.append(max(image.size))
+    return int(np.median(sides))
+
+
+def run_generate(dataset: str | Path, out: str | Path, config: GenerateConfig | None = None, *, seed: int = 0,
+                 executor: ExecutorConfig | None = None, log: Callable[[str], None] | None = None,
+                 grid: bool = True) -> GenerateResult:
+    """Generate synthetic train images for ``dataset`` into ``out`` (a dataset folder: input rows + new rows)."""
+    from flare.executors import map_batches
+    from flare.generate.train_embedded import dataset_taxonomy
+
+    config = config or GenerateConfig()
+    dataset, out = Path(dataset), Path(out)
+    manifest = Manifest.read(dataset)
+    taxonomy = dataset_taxonomy(dataset, manifest)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = plan_jobs(manifest, taxonomy, config, seed)
+    sources = base_images(manifest).filter(split="train")
+    options: dict[str, Any] = {"model_path": config.model_path, "device": config.device if config.device != "auto" else None}
+    model_path = None
+    if config.backend == "embedded":
+        model_path = str(ensure_embedded_model(dataset, out, config, seed, log))
+        options = {"model_path": model_path, "scheduler": config.scheduler}
+    settings = {"guidance_scale": config.guidance_scale, "steps": config.steps, "strength": config.strength,
+                "target_px": _target_size(sources), "upscale": config.upscale, "upscale_backend": config.upscale_backend}
+    # t2i jobs first, so a variation of a t2i image finds its parent written
+    jobs = jobs.assign(_order=(jobs["operation"] != T2I_OPERATION).astype(int)).sort_values(["_order", "id"])
+    jobs = jobs.drop(columns="_order").reset_index(drop=True)
+    executor = (executor or ExecutorConfig()).model_copy(update={"batch_size": config.batch_size})
+    rows = pd.DataFrame()
+    for operation in (T2I_OPERATION, VARIATION_OPERATION):
+        part = jobs[jobs["operation"] == operation].reset_index(drop=True)
+        if len(part):
+            made = map_batches(GenerateWorker, part, worker_kwargs={"out": str(out), "backend": config.backend,
+                                                                     "backend_options": options, "settings": settings},
+                               executor=executor, description=f"generate {operation}", checkpoint_dir=out)
+            rows = pd.concat([rows, made], ignore_index=True)
+    records = rows.to_dict("records") if len(rows) else []
+    result_manifest = manifest.rebase(out).append(records)
+    dropped = 0
+    quality = None
+    if config.filter != "none" and records:
+        from flare.evaluate.synthetic_quality import filter_synthetic
+
+        result_manifest, dropped = filter_synthetic(result_manifest, method=config.filter,
+                                                    threshold=config.filter_threshold, seed=seed)
+    result_manifest.write(out)
+    taxonomy.save(out / "taxonomy.yaml")
+    grid_path = None
+    if grid and records:
+        from flare.generate.grid import save_class_grid
+
+        grid_path = save_class_grid(result_manifest, out / "grid_t2i.png", operation=T2I_OPERATION, taxonomy=taxonomy)
+    return GenerateResult(result_manifest, len(records), dropped, model_path, grid_path, quality)

@@ -1,0 +1,244 @@
+"""Train the embedded generator on a dataset's train split, resumably, with classifier-free guidance dropout.
+
+Each step takes a batch of real train images resized to ``resolution_px``, a random rotation by a multiple of
+90° (it keeps spiral chirality, unlike a flip), one of the class's prompts, and replaces the prompt embedding by
+the unconditional zero vector with probability ``condition_dropout`` (Ho & Salimans 2022). The denoiser learns
+x0-prediction (by default) on a cosine DDPM schedule; an EMA of its weights is what gets saved. Every ``checkpoint_every``
+epochs the state (weights, EMA, optimiser, epoch) goes to ``MODEL_DIR/checkpoint/``; a rerun resumes from it and,
+because each epoch's randomness is derived from (seed, epoch), ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from flare.core.errors import ConfigError, ManifestError
+from flare.core.io import load_rgb
+from flare.core.manifest import Manifest, base_images
+from flare.core.progress import make_progress
+from flare.core.seeding import derive_seed
+from flare.core.taxonomy import Taxonomy, load_taxonomy
+from flare.generate.embedded import EmbeddedDiffusionPipeline, images_to_tensor, sampling_scheduler, tiny_unet, training_scheduler
+from flare.generate.prompts import DEFAULT_TEMPLATE, PromptBuilder
+from flare.generate.text_encoder import MiniLMTextEncoder
+
+__all__ = ["EmbeddedTrainingConfig", "TrainingResult", "train_embedded", "dataset_taxonomy", "training_images"]
+
+
+@dataclass(frozen=True)
+class EmbeddedTrainingConfig:
+    """Hyper-parameters of :func:`train_embedded` (all recorded in ``training.json`` and the model card)."""
+
+    resolution_px: int = 32
+    block_out_channels: tuple[int, ...] = (32, 64, 64)
+    epochs: int = 60
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    prediction_type: str = "sample"  # what the UNet predicts: sample (x0), epsilon or v_prediction
+    condition_dropout: float = 0.15
+    ema_decay: float = 0.999
+    checkpoint_every: int = 5
+    source: str = "base"  # "base": base_images (upscaled or observed); "truth": the rows' HR truth_path
+    templates: tuple[str, ...] = (DEFAULT_TEMPLATE,)
+    class_prompts: dict[str, list[str]] = field(default_factory=dict)
+    max_minutes: float | None = None  # stop (after a checkpoint) once this much time has passed
+    seed: int = 0
+
+
+@dataclass
+class TrainingResult:
+    model_dir: Path
+    epochs_done: int
+    seconds_per_epoch: float
+    final_loss: float
+    images: int
+
+
+def dataset_taxonomy(dataset: Path, manifest: Manifest) -> Taxonomy:
+    """The dataset's ``taxonomy.yaml``, or labels as their own macro class when it has none."""
+    file = Path(dataset) / "taxonomy.yaml"
+    if file.is_file():
+        return load_taxonomy(file)
+    labels = sorted(set(manifest.frame["label"]))
+    return Taxonomy("auto", {label: label for label in labels})
+
+
+def training_images(dataset: Path, source: str = "base") -> tuple[list[np.ndarray], list[str], Manifest]:
+    """Train-split images the generator may learn from (never val/test: that would leak into synthesis)."""
+    manifest = Manifest.read(dataset)
+    rows = base_images(manifest).filter(split="train")
+    if not len(rows):
+        raise ManifestError(f"generate: {str(dataset)!r} has no train-split base images to learn from")
+    images, labels = [], []
+    for row in rows.records():
+        if source == "truth":
+            if not row.get("truth_path"):
+                raise ConfigError(f"generate.train_source: row {row['id']!r} has no truth_path; use source=base")
+            path = rows.resolve(row["truth_path"])
+        elif source == "base":
+            path = rows.resolve(row["path"])
+        else:
+            raise ConfigError(f"generate.train_source: {source!r} is not one of base, truth")
+        images.append(load_rgb(path))
+        labels.append(row["label"])
+    return images, labels, manifest
+
+
+def train_embedded(dataset: str | Path, model_dir: str | Path, config: EmbeddedTrainingConfig = EmbeddedTrainingConfig(),
+                   *, text_encoder: MiniLMTextEncoder | None = None,
+                   log: Callable[[str], None] | None = None) -> TrainingResult:
+    """Train (or resume training) the embedded UNet on ``dataset``'s train split; save it to ``model_dir``."""
+    from diffusers.training_utils import EMAModel
+    from safetensors.torch import load_file, save_file
+
+    dataset, model_dir = Path(dataset), Path(model_dir)
+    images, labels, manifest = training_images(dataset, config.source)
+    taxonomy = dataset_taxonomy(dataset, manifest)
+    prompts = PromptBuilder(taxonomy, tuple(config.templates), dict(config.class_prompts))
+    text_encoder = text_encoder or MiniLMTextEncoder()
+    classes = sorted(set(labels))
+    class_prompts = {label: prompts.prompts_for(label) for label in classes}
+    embeddings = {label: text_encoder.embed(class_prompts[label]) for label in classes}  # (P, 1, 384) each
+    data = images_to_tensor(images, config.resolution_px)
+    label_index = [classes.index(label) for label in labels]
+
+    torch.manual_seed(config.seed)
+    unet = tiny_unet(config.resolution_px, tuple(config.block_out_channels))
+    noise_schedule = training_scheduler(config.prediction_type)
+    optimiser = torch.optim.AdamW(unet.parameters(), lr=config.learning_rate, weight_decay=1e-4)
+    ema = EMAModel(unet.parameters(), decay=config.ema_decay, use_ema_warmup=True, power=2 / 3)
+    checkpoint = model_dir / "checkpoint"
+    start_epoch, losses, epoch_seconds = 0, [], []
+    if (checkpoint / "state.json").is_file():
+        state = json.loads((checkpoint / "state.json").read_text())
+        if _resume_key(state.get("config", {})) != _resume_key(_jsonable(config)):
+            raise ConfigError(f"generate train: {str(checkpoint)!r} was made with other settings; "
+                              "delete it or use another MODEL_DIR")
+        unet.load_state_dict(load_file(checkpoint / "unet.safetensors"))
+        optimiser.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
+        ema.load_state_dict(torch.load(checkpoint / "ema.pt", weights_only=True))
+        start_epoch, losses, epoch_seconds = state["epoch"], state["losses"], state["epoch_seconds"]
+        if log:
+            log(f"resuming from epoch {start_epoch} ({checkpoint})")
+
+    began = time.perf_counter()
+    epoch = start_epoch
+    with make_progress() as progress:
+        task = progress.add_task("train embedded generator", total=config.epochs, completed=start_epoch)
+        for epoch in range(start_epoch, config.epochs):
+            t0 = time.perf_counter()
+            epoch_loss = _train_one_epoch(unet, ema, optimiser, noise_schedule, data, label_index, classes,
+                                          embeddings, config, epoch)
+            epoch_seconds.append(time.perf_counter() - t0)
+            losses.append(epoch_loss)
+            progress.update(task, advance=1, description=f"train embedded generator (loss {epoch_loss:.4f})")
+            done = epoch + 1
+            out_of_time = config.max_minutes is not None and (time.perf_counter() - began) > 60 * config.max_minutes
+            if done % config.checkpoint_every == 0 or done == config.epochs or out_of_time:
+                checkpoint.mkdir(parents=True, exist_ok=True)
+                save_file({k: v.contiguous() for k, v in unet.state_dict().items()}, checkpoint / "unet.safetensors")
+                torch.save(optimiser.state_dict(), checkpoint / "optimizer.pt")
+                torch.save(ema.state_dict(), checkpoint / "ema.pt")
+                (checkpoint / "state.json").write_text(json.dumps(
+                    {"epoch": done, "losses": losses, "epoch_seconds": epoch_seconds, "config": _jsonable(config)}))
+                if log:
+                    log(f"epoch {done}/{config.epochs}: loss {epoch_loss:.4f}, checkpoint saved")
+            if out_of_time:
+                epoch = done - 1
+                break
+        else:
+            epoch = config.epochs - 1
+    epochs_done = epoch + 1 if config.epochs else 0
+
+    ema.copy_to(unet.parameters())
+    pipeline = EmbeddedDiffusionPipeline(unet, noise_schedule, text_encoder)
+    seconds = float(np.mean(epoch_seconds)) if epoch_seconds else 0.0
+    summary = {"dataset": str(dataset.resolve()), "images": len(images), "classes": classes,
+               "class_prompts": class_prompts, "epochs_done": epochs_done, "seconds_per_epoch": seconds,
+               "final_loss": losses[-1] if losses else None, "config": _jsonable(config)}
+    pipeline.save_pretrained(model_dir, model_card=_model_card(summary))
+    (model_dir / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
+    taxonomy.save(model_dir / "taxonomy.yaml")
+    return TrainingResult(model_dir, epochs_done, seconds, losses[-1] if losses else float("nan"), len(images))
+
+
+def _train_one_epoch(unet, ema, optimiser, noise_schedule, data, label_index, classes, embeddings, config, epoch) -> float:
+    generator = torch.Generator("cpu").manual_seed(derive_seed(config.seed, "generate-train", epoch))
+    unet.train()
+    order = torch.randperm(len(data), generator=generator)
+    total, count = 0.0, 0
+    for start in range(0, len(order), config.batch_size):
+        index = order[start:start + config.batch_size]
+        clean = data[index]
+        turns = torch.randint(0, 4, (len(index),), generator=generator)
+        clean = torch.stack([torch.rot90(image, int(k), dims=(1, 2)) for image, k in zip(clean, turns)])
+        condition = []
+        for i in index.tolist():
+            table = embeddings[classes[label_index[i]]]
+            condition.append(table[int(torch.randint(0, len(table), (1,), generator=generator))])
+        condition = torch.stack(condition)
+        keep = (torch.rand(len(index), generator=generator) >= config.condition_dropout).float()
+        condition = condition * keep[:, None, None]
+        noise = torch.randn(clean.shape, generator=generator)
+        timesteps = torch.randint(0, noise_schedule.config.num_train_timesteps, (len(index),), generator=generator)
+        noisy = noise_schedule.add_noise(clean, noise, timesteps)
+        if config.prediction_type == "sample":
+            target = clean
+        elif config.prediction_type == "v_prediction":
+            target = noise_schedule.get_velocity(clean, noise, timesteps)
+        else:
+            target = noise
+        loss = torch.nn.functional.mse_loss(unet(noisy, timesteps, encoder_hidden_states=condition).sample, target)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        optimiser.step()
+        ema.step(unet.parameters())
+        total += float(loss.detach()) * len(index)
+        count += len(index)
+    unet.eval()
+    return total / max(count, 1)
+
+
+def _resume_key(config: dict) -> dict:
+    """The settings a checkpoint must share with the run resuming it (epochs and time limit may change)."""
+    return {k: v for k, v in config.items() if k not in ("epochs", "max_minutes", "checkpoint_every")}
+
+
+def _jsonable(config: EmbeddedTrainingConfig) -> dict:
+    return json.loads(json.dumps(asdict(config), default=list))
+
+
+def _model_card(summary: dict) -> str:
+    config = summary["config"]
+    prompts = "\n".join(f"- `{label}`: " + "; ".join(f"\"{p}\"" for p in ps) for label, ps in summary["class_prompts"].items())
+    return f"""---
+library_name: diffusers
+tags: [flare, pixel-space-diffusion, text-to-image, astronomy]
+---
+# FLARE embedded generator
+
+A small pixel-space `UNet2DConditionModel` ({config['resolution_px']} px, block_out_channels
+{config['block_out_channels']}) conditioned through cross-attention on MiniLM (all-MiniLM-L6-v2) sentence
+embeddings of class prompts, trained by `flare generate train` with classifier-free guidance
+(condition dropout {config['condition_dropout']}).
+
+- Training data: {summary['images']} train-split images of `{summary['dataset']}` (source: {config['source']})
+- Epochs: {summary['epochs_done']} (batch {config['batch_size']}, lr {config['learning_rate']}, EMA {config['ema_decay']},
+  seed {config['seed']}); final loss {summary['final_loss']}; {summary['seconds_per_epoch']:.1f} s per epoch
+- Schedule: DDPM cosine, 1000 steps, prediction type {config['prediction_type']}; sample with DDIM or DPM-Solver (`scheduler/`)
+
+## Class prompts
+{prompts}
+
+## Intended use and limits
+Synthetic training images for the classes above, train split only. It has seen only this dataset's train split
+and reproduces its survey's look; it is not a general image model.
+"""
