@@ -170,7 +170,8 @@ def test_flare_run_with_ray_gives_the_local_manifests(ray_cluster, tmp_path, mon
 
 
 def _without_prefix(frame: pd.DataFrame, prefix: Path) -> pd.DataFrame:
+    """Paths (and params naming a model folder) hold the work folder's absolute path: take it out."""
     frame = frame.copy()
-    for column in ("path", "truth_path"):
+    for column in ("path", "truth_path", "params"):
         frame[column] = frame[column].str.replace(str(prefix.resolve()), "WORKDIR", regex=False)
     return frame

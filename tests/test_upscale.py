@@ -206,3 +206,22 @@ def test_pipeline_upscale_step_uses_auto_bicubic(sim_dataset, tmp_path):
     step = dict(STEPS)["upscale"]
     out = step(FlareConfig(), tmp_path, {"data": sim_dataset})
     assert set(Manifest.read(out).filter(stage="upscale").frame["backend"]) == {"bicubic"}
+
+
+def test_a_knot_inside_a_truth_galaxy_is_not_a_hallucination():
+    """A knot that sep splits off in the output, 24 px from the galaxy's centroid but inside the galaxy's
+    footprint in the truth (where it is fainter and not deblended), is real: centroid matching alone would
+    count it as invented."""
+    from flare.evaluate.sr import MATCH_RADIUS_PX, detect_sources, hallucinated_sources
+
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:96, :96]
+    galaxy = 150 * np.exp(-((yy - 48) ** 2 / (2 * 16.0 ** 2) + (xx - 48) ** 2 / (2 * 6.0 ** 2)))
+    knot = 120 * np.exp(-((yy - 24) ** 2 + (xx - 48) ** 2) / 3.0)
+    as_rgb = lambda image: np.repeat(np.clip(image, 0, 255)[:, :, None], 3, axis=2).astype(np.uint8)  # noqa: E731
+    truth = as_rgb(galaxy + 0.3 * knot + rng.normal(10, 2, (96, 96)))
+    output = as_rgb(galaxy + knot + rng.normal(10, 1, (96, 96)))
+    found, reference = detect_sources(output, 5.0), detect_sources(truth, 3.0)
+    assert len(found) == 2 and len(reference) == 1  # the knot is a separate source only in the output
+    assert np.sqrt(((found[:, None] - reference[None]) ** 2).sum(axis=2)).min(axis=1).max() > MATCH_RADIUS_PX
+    assert hallucinated_sources(output, truth)[0] == 0

@@ -23,7 +23,7 @@ from flare.upscale.registry import register_upscaler
 __all__ = ["DescriptorModule", "MEASURED_FLUX_RATIO"]
 
 # Total-flux ratio (output / HR truth) measured on the GZ1 protocol test subset (docs/super_resolution.md).
-MEASURED_FLUX_RATIO: dict[str, float] = {"bicubic": 1.004, "lanczos": 1.004, "realesrgan-x4plus": 0.772}
+MEASURED_FLUX_RATIO: dict[str, float] = {"bicubic": 1.004, "lanczos": 1.005, "realesrgan-x4plus": 0.772}
 
 
 class DescriptorModule(nn.Module):
@@ -46,12 +46,12 @@ def _check_scale(name: str, scale: int | None, model_scale: int) -> None:
 @register_upscaler("bicubic", description="Bicubic interpolation (faithful baseline; the auto fallback)",
                    default=True)
 def bicubic(scale: int = 4, **_: Any) -> InterpolationUpscaler:
-    return InterpolationUpscaler("bicubic", scale)
+    return InterpolationUpscaler("bicubic", scale, MEASURED_FLUX_RATIO["bicubic"])
 
 
 @register_upscaler("lanczos", description="Lanczos interpolation (faithful baseline)")
 def lanczos(scale: int = 4, **_: Any) -> InterpolationUpscaler:
-    return InterpolationUpscaler("lanczos", scale)
+    return InterpolationUpscaler("lanczos", scale, MEASURED_FLUX_RATIO["lanczos"])
 
 
 @register_upscaler("realesrgan-x4plus", description="Real-ESRGAN x4plus (pretrained, photographic; loses faint flux)",

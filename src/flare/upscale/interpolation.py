@@ -19,10 +19,10 @@ _FILTERS = {"bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LAN
 class InterpolationUpscaler(UpscaleBackend):
     """PIL ``resize`` with a named filter, applied to each channel as 32-bit float."""
 
-    def __init__(self, method: str, scale: int = 4):
+    def __init__(self, method: str, scale: int = 4, measured_flux_ratio: float | None = None):
         self.method = method
         self.info = UpscalerInfo(name=method, scale=int(scale), model_id=f"PIL.{method}", license="HPND (Pillow)",
-                                 measured_flux_ratio=1.0)
+                                 measured_flux_ratio=measured_flux_ratio)
 
     @property
     def config(self):
