@@ -17,7 +17,7 @@ from flare.core.config import FlareConfig, apply_overrides, format_validation_er
 from flare.core.errors import ConfigError, FlareError
 
 __all__ = ["DefaultCommandGroup", "console", "err_console", "handle_errors", "resolve_config", "stage_app",
-           "ShardOption", "ExecutorOption", "WorkersOption"]
+           "ShardOption", "ExecutorOption", "WorkersOption", "ConfigOption", "SetOption", "SeedOption"]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -92,3 +92,9 @@ def resolve_config(config_path: Path | None, overrides: list[str] | None = None,
 
 def is_interactive() -> bool:
     return sys.stdout.isatty()
+
+
+# Options every stage command shares.
+ConfigOption = Annotated[Optional[Path], typer.Option("--config", "-c", help="Run config YAML.")]
+SetOption = Annotated[Optional[list[str]], typer.Option("--set", help="Override: section.key=value (repeatable).")]
+SeedOption = Annotated[Optional[int], typer.Option("--seed", help="Seed (overrides config).")]

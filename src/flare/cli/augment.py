@@ -8,13 +8,11 @@ from typing import Annotated, Optional
 import typer
 
 from flare.cli._common import (
-    ExecutorOption, ShardOption, console, err_console, handle_errors, resolve_config, stage_app,
+    ConfigOption, ExecutorOption, SetOption, ShardOption, console, err_console, handle_errors, resolve_config, stage_app,
 )
 
 app = stage_app("Augment the train split with recorded, replayable, label-aware presets.")
 
-ConfigOption = Annotated[Optional[Path], typer.Option("--config", "-c", help="Run config YAML.")]
-SetOption = Annotated[Optional[list[str]], typer.Option("--set", help="Override: section.key=value (repeatable).")]
 
 
 @app.command("run")

@@ -8,16 +8,13 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from flare.cli._common import console, err_console, handle_errors, resolve_config
+from flare.cli._common import ConfigOption, SeedOption, SetOption, console, err_console, handle_errors, resolve_config
 from flare.core.errors import FlareError
 from flare.core.manifest import Manifest
 
 app = typer.Typer(help="Get data in: simulate a survey, ingest images, build LR/HR pairs, check splits.",
                   no_args_is_help=True)
 
-ConfigOption = Annotated[Optional[Path], typer.Option("--config", "-c", help="Run config YAML.")]
-SetOption = Annotated[Optional[list[str]], typer.Option("--set", help="Override: section.key=value (repeatable).")]
-SeedOption = Annotated[Optional[int], typer.Option("--seed", help="Seed (overrides config).")]
 
 
 @app.command("simulate")

@@ -8,12 +8,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from flare.cli._common import ExecutorOption, ShardOption, console, handle_errors, resolve_config, stage_app
+from flare.cli._common import (
+    ConfigOption, ExecutorOption, SetOption, ShardOption, console, handle_errors, resolve_config, stage_app,
+)
 
 app = stage_app("Super-resolve a dataset (LR → HR) or train its SwinIR upscaler.")
 
-ConfigOption = Annotated[Optional[Path], typer.Option("--config", "-c", help="Run config YAML.")]
-SetOption = Annotated[Optional[list[str]], typer.Option("--set", help="Override: section.key=value (repeatable).")]
 
 
 @app.command("run")
