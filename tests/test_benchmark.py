@@ -21,7 +21,7 @@ from flare.evaluate.metrics import classification_metrics, collapse_probabilitie
 from test_benchmark_workdir import build_workdir
 
 torch.set_num_threads(1)
-TINY = get_preset("cpu-tiny").with_overrides(samples_per_epoch=48, batch_size=16)
+TINY = get_preset("cpu-tiny").with_overrides(samples_per_epoch=48, batch_size=16, epochs=3, image_size_px=32)
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ CELL = "Raw_HR__resnet-tiny__fine__seed0"
 @pytest.fixture(scope="module")
 def trained(sim_dataset, tmp_path_factory):
     workdir = build_workdir(sim_dataset, tmp_path_factory.mktemp("work"), stages=("upscale",))
-    preset = get_preset("cpu-tiny").with_overrides(samples_per_epoch=48, batch_size=16, epochs=3)
+    preset = get_preset("cpu-tiny").with_overrides(samples_per_epoch=48, batch_size=16, epochs=3, image_size_px=32)
     run_benchmark(workdir, BenchmarkSettings(preset=preset, methods=["Raw_HR"], features=False), log=lambda _: None)
     cell = json.loads((workdir / "benchmark" / "cells" / f"{CELL}.json").read_text())
     return workdir, cell

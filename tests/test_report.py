@@ -24,7 +24,7 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 def report(sim_dataset, tmp_path_factory):
     workdir = build_workdir(sim_dataset, tmp_path_factory.mktemp("work"))
     (workdir / "upscale" / "sr_eval.csv").write_text("backend,psnr_db,ssim\nbicubic,24.1,0.71\nswinir,27.3,0.83\n")
-    preset = get_preset("cpu-tiny").with_overrides(samples_per_epoch=32, batch_size=16)
+    preset = get_preset("cpu-tiny").with_overrides(samples_per_epoch=32, batch_size=16, epochs=3, image_size_px=32)
     run_benchmark(workdir, BenchmarkSettings(preset=preset), log=lambda _: None)
     result = CliRunner().invoke(app, ["report", str(workdir)])
     assert result.exit_code == 0, result.output

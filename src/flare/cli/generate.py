@@ -8,12 +8,12 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from flare.cli._common import ExecutorOption, ShardOption, console, handle_errors, resolve_config, stage_app
+from flare.cli._common import (
+    ConfigOption, ExecutorOption, SetOption, ShardOption, console, handle_errors, resolve_config, stage_app,
+)
 
 app = stage_app("Diffusion synthesis: text-to-image per class plus image variations, train split only.")
 
-ConfigOption = Annotated[Optional[Path], typer.Option("--config", "-c", help="Run config YAML.")]
-SetOption = Annotated[Optional[list[str]], typer.Option("--set", help="Override: section.key=value (repeatable).")]
 
 
 @app.command("run")

@@ -117,7 +117,7 @@ class GenerateConfig(_Section):
     per_class: int = Field(8, ge=0)  # text-to-image images per class
     variations: int = Field(1, ge=0)  # image-to-image variations per source image
     variation_source: Literal["real", "t2i"] = "real"  # vary the real train images or the t2i images
-    variation_max_per_class: int | None = Field(None, ge=1)  # cap on source images varied per class
+    variation_max_per_class: int | None = Field(8, ge=1)  # cap on source images varied per class (None: all); keeps the CPU default quick
     templates: list[str] = ["A realistic image of {class} in space"]
     class_prompts: dict[str, list[str]] = {}
     guidance_scale: float = Field(3.0, ge=0)

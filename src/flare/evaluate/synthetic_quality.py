@@ -34,7 +34,7 @@ __all__ = ["FeatureClassifier", "train_feature_classifier", "synthetic_quality",
 
 
 class FeatureClassifier(nn.Module):
-    """A tiny CNN: ``features(x)`` (64-d) for the metrics, ``forward(x)`` logits for agreement.
+    """A tiny CNN (GroupNorm: it behaves the same in train and eval, BatchNorm stats failed on mostly-black sky): ``features(x)`` (64-d) for the metrics, ``forward(x)`` logits for agreement.
 
     Takes float images in [0, 1], any size (resized to ``resolution_px``), as torchmetrics passes them with
     ``normalize=True``. ``num_features`` tells torchmetrics the feature size.
@@ -45,10 +45,10 @@ class FeatureClassifier(nn.Module):
         self.resolution_px = resolution_px
         self.num_features = 2 * width
         self.trunk = nn.Sequential(
-            nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
-            nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
+            nn.Conv2d(3, width, 3, padding=1), nn.GroupNorm(8, width), nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1), nn.GroupNorm(8, width), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.GroupNorm(8, 2 * width), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.GroupNorm(8, 2 * width), nn.ReLU(),
             nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = nn.Linear(2 * width, num_classes)
 
