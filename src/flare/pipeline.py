@@ -36,6 +36,7 @@ def _step_data(config: FlareConfig, workdir: Path, outputs: dict[str, Path]) -> 
         simulate_survey(out, config.simulate, seed=config.seed, split=config.data.split)
     return out
 
+
 def _step_upscale(config: FlareConfig, workdir: Path, outputs: dict[str, Path]) -> Path:
     """Stage 1: super-resolve the data folder (``auto``: swinir-trained if a model exists, else bicubic)."""
     from flare.upscale.stage import upscale_dataset
