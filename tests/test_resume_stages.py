@@ -1,5 +1,7 @@
 """Every real stage that exists: SIGKILL mid-stage + re-run = an uninterrupted run; shards merged = unsharded.
 
+(The benchmark's cells are resumable too: tests/test_benchmark.py re-runs it and checks finished cells are skipped.)
+
 Each stage is run as a subprocess (``python SCRIPT STAGE IN OUT [SHARD]``) in its own process group. A stage
 that is absent from this checkout (not written yet) is skipped, not failed.
 """
@@ -24,6 +26,17 @@ from flare.core.shard import merge_manifests
 
 # stage name → (module that must exist, Python statement run with `source`, `out`, `executor` defined)
 STAGES = {
+    "simulate": ("flare.data.simulate",
+                 "from flare.data.simulate import simulate_survey\n"
+                 "from flare.core.config import SimulateConfig\n"
+                 "simulate_survey(out, SimulateConfig(objects_per_class=4, hr_size_px=48), seed=2)"),
+    # storage=convert so that ingest writes images (auto would reference these PNGs in place)
+    "ingest": ("flare.data.ingest",
+               "import pathlib\n"
+               "from flare.data.ingest import ingest\n"
+               "from flare.core.config import DataConfig\n"
+               "ingest(pathlib.Path(source) / 'hr', out, DataConfig(storage='convert', workers=1), seed=1,"
+               " taxonomy='sim')"),
     "upscale": ("flare.upscale.stage",
                 "from flare.upscale.stage import upscale_dataset\n"
                 "from flare.core.config import UpscaleConfig\n"
@@ -39,7 +52,20 @@ STAGES = {
                  "from flare.core.config import GenerateConfig\n"
                  "run_generate(source, out, GenerateConfig(per_class=1, variations=1, steps=2, batch_size=2,"
                  " model_path=os.environ['FLARE_TEST_GENERATE_MODEL']), seed=0, executor=executor, grid=False)"),
+    # combine selects over the whole augmented set; its input is made once beside the simulated survey so the
+    # reference and the killed runs read the same folder
+    "combine": ("flare.combine.stage",
+                "import pathlib\n"
+                "from flare.augment.stage import augment_dataset\n"
+                "from flare.combine import combine_datasets\n"
+                "from flare.core.config import AugmentConfig, CombineConfig\n"
+                "augmented = pathlib.Path(source).parent / 'combine-input'\n"
+                "if not (augmented / 'manifest.parquet').exists():\n"
+                "    augment_dataset(source, augmented, AugmentConfig(k=2, batch_size=2), seed=4)\n"
+                "combine_datasets(augmented, out, CombineConfig(alpha=0.6), seed=0)"),
 }
+# stages that map image by image and so can be sharded (combine is one selection over the whole set)
+SHARDABLE = ("upscale", "augment", "generate")
 
 SCRIPT = textwrap.dedent('''
     import sys
@@ -154,7 +180,7 @@ def test_sigkilled_stage_resumes_to_the_same_manifest(stage, seed, sim_dataset, 
     assert not list(out.rglob(TEMP_PREFIX + "*"))
 
 
-@pytest.mark.parametrize("stage", _params([(name,) for name in STAGES]))
+@pytest.mark.parametrize("stage", _params([(name,) for name in SHARDABLE]))
 def test_sharded_stage_merged_equals_unsharded(stage, sim_dataset, reference_runs, tmp_path):
     whole = reference_runs(stage)
     for i in range(2):

@@ -12,7 +12,7 @@ from typing import Iterator
 from flare.core.errors import FlareError
 
 __all__ = ["atomic_write_bytes", "atomic_output", "safe_join", "sha256_file", "sha256_bytes", "TEMP_PREFIX",
-           "output_is_valid"]
+           "output_is_valid", "remove_stale_temp_files"]
 
 # Temp files start with this prefix so that resume logic and tests can find leftovers.
 TEMP_PREFIX = ".flare-tmp-"
@@ -83,3 +83,17 @@ def output_is_valid(path: str | Path, sha256: str | None = None, *, decode: bool
     except Exception:  # PIL raises OSError, SyntaxError, ValueError... for truncated or corrupt files
         return False
     return True
+
+
+def remove_stale_temp_files(folder: str | Path) -> int:
+    """Delete temp files a killed run left under ``folder`` (a SIGKILL skips ``atomic_output``'s clean-up).
+
+    Call it only when no other process writes there (FLARE does once a stage has all its rows); returns
+    how many were removed.
+    """
+    removed = 0
+    for path in Path(folder).rglob(TEMP_PREFIX + "*"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed

@@ -22,7 +22,7 @@ import pandas as pd
 
 from flare.core.config import DataConfig
 from flare.core.errors import ConfigError, FlareError, ImageReadError
-from flare.core.files import atomic_write_bytes, safe_join, sha256_file
+from flare.core.files import atomic_write_bytes, remove_stale_temp_files, safe_join, sha256_file
 from flare.core.io import FITS_SUFFIXES, IMAGE_SUFFIXES, ReadOptions, read_image, write_image
 from flare.core.manifest import Manifest
 from flare.core.progress import track
@@ -203,6 +203,7 @@ def ingest(source: str | Path, out: str | Path, config: DataConfig | None = None
         for record, split in zip(records, splits):
             record["split"] = split
     manifest = Manifest.from_records(records, out)
+    remove_stale_temp_files(out)  # a killed earlier run may have left some; every image is written by now
     manifest.write()
     taxonomy.save(out / "taxonomy.yaml")
     result = IngestResult(manifest, sorted(quarantined), duplicates, conflicts)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from flare.core.errors import FlareError
+from flare.core.files import remove_stale_temp_files
 from flare.core.io import load_rgb, write_image
 from flare.core.manifest import SOURCE_STAGES, Manifest
 from flare.core.progress import track
@@ -70,6 +71,7 @@ def make_lr_protocol(dataset: str | Path, out: str | Path, *, crop_px: int = 192
     with ThreadPoolExecutor(max_workers=workers) as pool:
         records = list(track(pool.map(process, rows), "protocol: crop + observe", total=len(rows)))
     manifest = Manifest.from_records(records, out)
+    remove_stale_temp_files(out)  # a killed earlier run may have left some; every image is written by now
     manifest.write()
     taxonomy_file = Path(dataset) / "taxonomy.yaml"
     if taxonomy_file.exists():

@@ -21,6 +21,7 @@ import galsim
 import numpy as np
 
 from flare.core.config import SimulateConfig, SplitConfig
+from flare.core.files import remove_stale_temp_files
 from flare.core.io import write_image
 from flare.core.manifest import Manifest
 from flare.core.progress import track
@@ -199,6 +200,7 @@ def simulate_survey(out: str | Path, config: SimulateConfig | None = None, *, se
     for record, value in zip(records, assign_splits(frame, split.model_dump(), seed)):
         record["split"] = value
     manifest = Manifest.from_records(records, out)
+    remove_stale_temp_files(out)  # a killed earlier run may have left some; every image is written by now
     manifest.write()
     taxonomy.save(out / "taxonomy.yaml")
     return manifest

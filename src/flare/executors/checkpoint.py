@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from flare.core.files import TEMP_PREFIX, atomic_output, output_is_valid
+from flare.core.files import TEMP_PREFIX, atomic_output, output_is_valid, remove_stale_temp_files
 
 __all__ = ["PARTS_DIR", "PartStore", "run_key", "row_fingerprints", "remove_stale_temp_files"]
 
@@ -121,17 +121,3 @@ def _files_present(frame: pd.DataFrame, root: Path) -> bool:
                                    digest if isinstance(digest, str) else None, decode=False):
                 return False
     return True
-
-
-def remove_stale_temp_files(folder: str | Path) -> int:
-    """Delete temp files a killed run left under ``folder`` (a SIGKILL skips ``atomic_output``'s clean-up).
-
-    Call it only when no other process writes there (FLARE does once a stage has all its rows); returns
-    how many were removed.
-    """
-    removed = 0
-    for path in Path(folder).rglob(TEMP_PREFIX + "*"):
-        if path.is_file():
-            path.unlink(missing_ok=True)
-            removed += 1
-    return removed
