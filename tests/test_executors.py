@@ -41,7 +41,8 @@ def reference_run(sim_dataset, tmp_path_factory):
     return out
 
 
-def _same_dataset(a, b) -> None:
+def assert_same_dataset(a, b) -> None:
+    """Same manifest bytes and image bytes, no temp files or checkpoint parts left."""
     assert (a / MANIFEST_NAME).read_bytes() == (b / MANIFEST_NAME).read_bytes()
     rows = Manifest.read(a).filter(stage="demo").records()
     assert rows
@@ -55,7 +56,7 @@ def _same_dataset(a, b) -> None:
                          ids=["batch1", "processes2", "threads2"])
 def test_local_executor_output_does_not_depend_on_workers_or_batches(sim_dataset, reference_run, tmp_path, executor):
     run_demo_stage(sim_dataset, tmp_path, seed=3, executor=executor)
-    _same_dataset(reference_run, tmp_path)
+    assert_same_dataset(reference_run, tmp_path)
 
 
 def test_map_batches_sorts_by_id_and_handles_no_rows(sim_dataset, tmp_path):
@@ -77,7 +78,7 @@ def test_crash_leaves_parts_and_rerun_only_does_the_rest(sim_dataset, reference_
     FailingAfterWorker.rows_seen = 0
     run_demo_stage(sim_dataset, tmp_path, seed=3, executor=executor, worker_class=FailingAfterWorker)
     assert FailingAfterWorker.rows_seen == len(Manifest.read(sim_dataset)) - 15  # the 3 finished batches are kept
-    _same_dataset(reference_run, tmp_path)
+    assert_same_dataset(reference_run, tmp_path)
 
 
 def test_parts_with_missing_files_are_redone(sim_dataset, reference_run, tmp_path, monkeypatch):
@@ -92,7 +93,7 @@ def test_parts_with_missing_files_are_redone(sim_dataset, reference_run, tmp_pat
     monkeypatch.delenv("FLARE_TEST_FAIL_AFTER")
     run_demo_stage(sim_dataset, tmp_path, seed=3, executor=ExecutorConfig(batch_size=4),
                    worker_class=FailingAfterWorker)
-    _same_dataset(reference_run, tmp_path)
+    assert_same_dataset(reference_run, tmp_path)
 
 
 def test_parts_are_reused_only_for_the_same_kwargs_and_inputs(tmp_path):
@@ -111,7 +112,7 @@ def test_rerun_of_a_finished_stage_skips_valid_files(sim_dataset, reference_run,
     first = {p: p.stat().st_mtime_ns for p in (tmp_path / "demo").glob("*.png")}
     run_demo_stage(sim_dataset, tmp_path, seed=3)
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "demo").glob("*.png")} == first
-    _same_dataset(reference_run, tmp_path)
+    assert_same_dataset(reference_run, tmp_path)
 
 
 class MissingWeightsWorker:

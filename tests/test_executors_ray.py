@@ -18,11 +18,10 @@ import pytest
 
 from flare.core.config import ExecutorConfig
 from flare.core.errors import ImageReadError
-from flare.core.files import TEMP_PREFIX
 from flare.core.manifest import MANIFEST_NAME, Manifest
 from flare.executors import map_batches
-from flare.executors.checkpoint import PARTS_DIR
 from flare.executors.demo_worker import NoisyBlurWorker, run_demo_stage
+from test_executors import assert_same_dataset
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
@@ -66,18 +65,9 @@ def reference_run(sim_dataset, tmp_path_factory):
     return out
 
 
-def _same_dataset(a: Path, b: Path) -> None:
-    assert (a / MANIFEST_NAME).read_bytes() == (b / MANIFEST_NAME).read_bytes()
-    rows = Manifest.read(a).filter(stage="demo").records()
-    assert rows
-    for row in rows:
-        assert (a / row["path"]).read_bytes() == (b / row["path"]).read_bytes()
-    assert not list(b.rglob(TEMP_PREFIX + "*")) and not (b / PARTS_DIR).exists()
-
-
 def test_ray_executor_matches_local(ray_cluster, sim_dataset, reference_run, tmp_path):
     run_demo_stage(sim_dataset, tmp_path / "out", seed=3, executor=ExecutorConfig(name="ray", workers=2, batch_size=5))
-    _same_dataset(reference_run, tmp_path / "out")
+    assert_same_dataset(reference_run, tmp_path / "out")
 
 
 def test_ray_executor_honours_shard(ray_cluster, sim_dataset, tmp_path):
@@ -129,7 +119,7 @@ def test_killed_actor_is_restarted_and_the_stage_completes(ray_cluster, sim_data
     assert not thread.is_alive(), "stage did not finish after an actor was killed"
     assert not errors, errors
     assert len(list(pids.iterdir())) >= 3, sorted(p.name for p in pids.iterdir())  # 2 actors + the replacement
-    _same_dataset(reference_run, out)
+    assert_same_dataset(reference_run, out)
 
 
 def _tiny_run_overrides() -> list[str]:
