@@ -120,6 +120,36 @@ def test_pipeline_same_seed_same_bytes_and_sdedit(tiny_model, text_encoder):
         EmbeddedDiffusionPipeline.from_pretrained(tiny_model, scheduler="euler", text_encoder=text_encoder)
 
 
+def test_device_choice_is_checked_and_recorded(tiny_model, text_encoder, monkeypatch):
+    from flare.generate.embedded import EmbeddedGenerator
+
+    backend = EmbeddedGenerator(tiny_model, device="auto")
+    assert backend.config["device"] == backend.pipeline.device.type
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="^generate.device: cuda was asked for but no CUDA device is available$"):
+        EmbeddedGenerator(tiny_model, device="cuda")
+    with pytest.raises(ConfigError, match="generate.device: 'tpu' is not one of"):
+        EmbeddedGenerator(tiny_model, device="tpu")
+
+
+@pytest.mark.gpu
+def test_embedded_samples_and_trains_on_cuda_in_bf16(sim_dataset, tiny_model, text_encoder, tmp_path):
+    """CUDA path (run with --rungpu): bf16 sampling stays close to the CPU's float32 images, same seeds."""
+    from flare.generate.embedded import EmbeddedDiffusionPipeline
+    from flare.generate.train_embedded import EmbeddedTrainingConfig, train_embedded
+
+    prompts = ["A realistic image of star in space", "A realistic image of elliptical galaxy in space"]
+    cpu = EmbeddedDiffusionPipeline.from_pretrained(tiny_model, text_encoder=text_encoder)
+    gpu = EmbeddedDiffusionPipeline.from_pretrained(tiny_model, text_encoder=text_encoder).to("cuda")
+    a = cpu(prompts, [1, 2], guidance_scale=3.0, num_inference_steps=5).images
+    b = gpu(prompts, [1, 2], guidance_scale=3.0, num_inference_steps=5).images
+    assert gpu.device.type == "cuda"
+    assert np.abs(np.stack(a).astype(int) - np.stack(b).astype(int)).mean() < 8  # bf16 UNet, float32 scheduler
+    result = train_embedded(sim_dataset, tmp_path / "cuda-model", EmbeddedTrainingConfig(**{**TINY, "device": "cuda"}),
+                            text_encoder=text_encoder)
+    assert result.epochs_done == 1 and np.isfinite(result.final_loss)
+
+
 # ---------------------------------------------------------------------------------------------- the stage
 @pytest.fixture(scope="module")
 def generated(sim_dataset, tiny_model, tmp_path_factory):

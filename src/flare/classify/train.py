@@ -28,9 +28,9 @@ MEAN, STD = 0.5, 0.5  # images are mapped to [-1, 1]; recorded in every saved mo
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    from flare.core.device import select_device
+
+    return select_device(name, "benchmark.device")
 
 
 def to_input(images: np.ndarray, device: torch.device) -> torch.Tensor:

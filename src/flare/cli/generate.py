@@ -30,6 +30,7 @@ def run(dataset: Annotated[Path, typer.Argument(help="Input dataset folder (its 
         strength: Annotated[Optional[float], typer.Option(help="Variation strength (0, 1].")] = None,
         epochs: Annotated[Optional[int], typer.Option(help="Embedded: training epochs when it trains.")] = None,
         filter_: Annotated[Optional[str], typer.Option("--filter", help="none, confidence or outlier.")] = None,
+        device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps (bf16 on CUDA).")] = None,
         seed: Annotated[Optional[int], typer.Option(help="Run seed (overrides config).")] = None,
         config: ConfigOption = None, set_: SetOption = None, shard: ShardOption = None,
         executor_name: ExecutorOption = None) -> None:
@@ -41,7 +42,8 @@ def run(dataset: Annotated[Path, typer.Argument(help="Input dataset folder (its 
                                         "generate.variations": variations, "generate.model_path": model_path,
                                         "generate.templates": template, "generate.guidance_scale": guidance,
                                         "generate.steps": steps, "generate.strength": strength,
-                                        "generate.train_epochs": epochs, "generate.filter": filter_})
+                                        "generate.train_epochs": epochs, "generate.filter": filter_,
+                                        "generate.device": device})
     result = run_generate(dataset, out, cfg.generate, seed=cfg.seed, executor=cfg.executor,
                           log=lambda line: console.print(line, highlight=False, markup=False))
     made = result.manifest.filter(stage="generate")
@@ -63,14 +65,15 @@ def train(dataset: Annotated[Path, typer.Argument(help="Dataset folder (its trai
           source: Annotated[str, typer.Option(help="base (base images) or truth (HR truth_path).")] = "base",
           max_minutes: Annotated[Optional[float], typer.Option(help="Stop after this many minutes (resumable).")] = None,
           template: Annotated[Optional[list[str]], typer.Option(help="Prompt template with {class} (repeatable).")] = None,
-          seed: Annotated[int, typer.Option(help="Seed.")] = 0) -> None:
+          seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+          device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps (bf16 autocast on CUDA).")] = "cpu") -> None:
     """Train the embedded generator (small pixel-space UNet + MiniLM prompts) with classifier-free guidance."""
     from flare.generate.prompts import DEFAULT_TEMPLATE
     from flare.generate.train_embedded import EmbeddedTrainingConfig, train_embedded
 
     training = EmbeddedTrainingConfig(resolution_px=resolution, epochs=epochs, batch_size=batch_size,
                                       learning_rate=learning_rate, source=source, max_minutes=max_minutes,
-                                      templates=tuple(template or [DEFAULT_TEMPLATE]), seed=seed)
+                                      templates=tuple(template or [DEFAULT_TEMPLATE]), seed=seed, device=device)
     result = train_embedded(dataset, model_dir, training, log=lambda line: console.print(line, highlight=False))
     console.print(f"trained {result.epochs_done} epochs on {result.images} images "
                   f"({result.seconds_per_epoch:.1f} s/epoch, final loss {result.final_loss:.4f}) → {model_dir}")

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from flare.core.device import autocast_context, select_device
 from flare.core.errors import ConfigError
 from flare.generate.base import FrozenConfig, GenerationBackend, GenerationOutput, per_image_generators, to_uint8_images
 from flare.generate.text_encoder import EMBEDDING_DIM, MiniLMTextEncoder
@@ -92,6 +93,15 @@ class EmbeddedDiffusionPipeline:
         self.text_encoder = text_encoder or MiniLMTextEncoder()
 
     @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    def to(self, device: str | torch.device) -> "EmbeddedDiffusionPipeline":
+        """Move the UNet (the text encoder stays on the CPU: it embeds a handful of prompts, cached)."""
+        self.unet.to(device)
+        return self
+
+    @property
     def resolution_px(self) -> int:
         return int(self.unet.config.sample_size)
 
@@ -139,7 +149,8 @@ class EmbeddedDiffusionPipeline:
             return GenerationOutput([], [], [])
         size = self.resolution_px
         # 2. encode the prompts (cached), and the unconditional embedding for guidance
-        condition = self.text_encoder.embed(list(prompts))
+        device = self.device
+        condition = self.text_encoder.embed(list(prompts)).to(device)
         use_guidance = guidance_scale != 1.0
         if use_guidance:
             condition = torch.cat([torch.zeros_like(condition), condition])
@@ -153,19 +164,20 @@ class EmbeddedDiffusionPipeline:
                 timesteps = self.scheduler.timesteps[-1:]
             if hasattr(self.scheduler, "set_begin_index"):
                 self.scheduler.set_begin_index(start)
-        # 4. prepare the starting samples, one CPU generator per image
+        # 4. prepare the starting samples, one CPU generator per image (the same noise on any device)
         generators = per_image_generators(seeds)
-        noise = torch.cat([torch.randn((1, 3, size, size), generator=g) for g in generators])
+        noise = torch.cat([torch.randn((1, 3, size, size), generator=g) for g in generators]).to(device)
         if image is None:
             sample = noise * self.scheduler.init_noise_sigma
         else:
-            clean = images_to_tensor(image, size)
-            sample = self.scheduler.add_noise(clean, noise, timesteps[:1].repeat(len(prompts)))
-        # 5. denoising loop with classifier-free guidance
+            clean = images_to_tensor(image, size).to(device)
+            sample = self.scheduler.add_noise(clean, noise, timesteps[:1].repeat(len(prompts)).to(device))
+        # 5. denoising loop with classifier-free guidance; the UNet in bf16 on CUDA, the scheduler in float32
         for t in timesteps:
             model_input = torch.cat([sample, sample]) if use_guidance else sample
             model_input = self.scheduler.scale_model_input(model_input, t)
-            predicted = self.unet(model_input, t, encoder_hidden_states=condition).sample
+            with autocast_context(device, supports_bf16=True):
+                predicted = self.unet(model_input, t, encoder_hidden_states=condition).sample.float()
             if use_guidance:
                 unconditional, conditional = predicted.chunk(2)
                 predicted = unconditional + guidance_scale * (conditional - unconditional)
@@ -174,7 +186,7 @@ class EmbeddedDiffusionPipeline:
         params = [{"prompt": p, "guidance_scale": guidance_scale, "num_inference_steps": num_inference_steps,
                    "strength": strength if image is not None else None, "seed": int(s),
                    "scheduler": type(self.scheduler).__name__} for p, s in zip(prompts, seeds)]
-        return GenerationOutput(to_uint8_images(sample), [int(s) for s in seeds], params)
+        return GenerationOutput(to_uint8_images(sample.cpu()), [int(s) for s in seeds], params)
 
 
 def _unet_hash(model_dir: Path) -> str:
@@ -187,14 +199,16 @@ class EmbeddedGenerator(GenerationBackend):
 
     name = "embedded"
 
-    def __init__(self, model_path: str | Path, scheduler: str = "ddim", pipeline: EmbeddedDiffusionPipeline | None = None):
+    def __init__(self, model_path: str | Path, scheduler: str = "ddim", pipeline: EmbeddedDiffusionPipeline | None = None,
+                 device: str | None = "cpu"):
         self.model_path = Path(model_path)
         self.pipeline = pipeline or EmbeddedDiffusionPipeline.from_pretrained(self.model_path, scheduler)
+        self.pipeline.to(select_device(device, "generate.device"))
         self.resolution_px = self.pipeline.resolution_px
         self.model_id = f"flare-embedded-unet@{self.model_path.name}"
         self.model_hash = _unet_hash(self.model_path)
         self.config = FrozenConfig(backend=self.name, model_path=str(self.model_path), scheduler=scheduler,
-                                   resolution_px=self.resolution_px,
+                                   resolution_px=self.resolution_px, device=self.pipeline.device.type,
                                    block_out_channels=list(self.pipeline.unet.config.block_out_channels),
                                    text_encoder=self.pipeline.text_encoder.model_id,
                                    text_encoder_hash=self.pipeline.text_encoder.weights_hash())

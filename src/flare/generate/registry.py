@@ -2,7 +2,7 @@
 ``list_generators(pattern)``. Importing this module registers the built-in backends.
 
 Options the factories accept (``None`` ones are dropped so a backend's defaults hold): ``model_path`` (a local
-folder; nothing is ever downloaded), ``scheduler`` (embedded: ddim or dpm) and ``device`` (sd, unidiffuser).
+folder; nothing is ever downloaded), ``scheduler`` (embedded: ddim or dpm) and ``device`` (auto, cpu, cuda, mps; every backend).
 """
 
 from __future__ import annotations
@@ -41,10 +41,11 @@ def _require_model_path(name: str, model_path: str | None) -> str:
 
 @register_generator("embedded", default=True,
                     description="Small pixel-space UNet + MiniLM prompts, trained here on the train split")
-def _embedded(model_path: str | None = None, scheduler: str = "ddim", **_: Any) -> GenerationBackend:
+def _embedded(model_path: str | None = None, scheduler: str = "ddim", device: str | None = "cpu",
+              **_: Any) -> GenerationBackend:
     from flare.generate.embedded import EmbeddedGenerator
 
-    return EmbeddedGenerator(_require_model_path("embedded", model_path), scheduler=scheduler)
+    return EmbeddedGenerator(_require_model_path("embedded", model_path), scheduler=scheduler, device=device)
 
 
 @register_generator("sd", description="A local Stable Diffusion-family checkpoint (diffusers): t2i + img2img")

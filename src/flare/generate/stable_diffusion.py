@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flare.core.device import pipeline_dtype, select_device
 from flare.core.errors import ConfigError
 from flare.generate.base import FrozenConfig, GenerationBackend, GenerationOutput, per_image_generators
 
@@ -37,20 +38,22 @@ class StableDiffusionGenerator(GenerationBackend):
     name = "sd"
     variation_operation = "i2i-variation"
 
-    def __init__(self, model_path: str | Path, device: str = "cpu"):
+    def __init__(self, model_path: str | Path, device: str | None = "cpu"):
         from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image
 
         self.model_path = Path(model_path)
         if not (self.model_path / "model_index.json").is_file():
             raise ConfigError(f"generate.model_path: {str(self.model_path)!r} is not a diffusers folder "
                               "(no model_index.json)")
+        torch_device = select_device(device, "generate.device")
         try:
             self.text2image = AutoPipelineForText2Image.from_pretrained(
-                self.model_path, safety_checker=None, requires_safety_checker=False, local_files_only=True)
+                self.model_path, safety_checker=None, requires_safety_checker=False, local_files_only=True,
+                torch_dtype=pipeline_dtype(torch_device))
         except (OSError, ValueError) as exc:
             raise ConfigError(f"generate.model_path: cannot load {str(self.model_path)!r} "
                               f"({str(exc).splitlines()[0]})") from None
-        self.text2image.to(device)
+        self.text2image.to(torch_device)
         self.text2image.set_progress_bar_config(disable=True)
         self.image2image = AutoPipelineForImage2Image.from_pipe(self.text2image)
         self.image2image.set_progress_bar_config(disable=True)
@@ -58,7 +61,7 @@ class StableDiffusionGenerator(GenerationBackend):
         self.resolution_px = int(unet.config.sample_size) * int(getattr(self.text2image, "vae_scale_factor", 8))
         self.model_id = f"{type(self.text2image).__name__}@{self.model_path.name}"
         self.model_hash = folder_hash(self.model_path)
-        self.config = FrozenConfig(backend=self.name, model_path=str(self.model_path), device=device,
+        self.config = FrozenConfig(backend=self.name, model_path=str(self.model_path), device=torch_device.type,
                                    pipeline=type(self.text2image).__name__, resolution_px=self.resolution_px,
                                    scheduler=type(self.text2image.scheduler).__name__)
 

@@ -172,7 +172,7 @@ def ensure_embedded_model(dataset: Path, out: Path, config: GenerateConfig, seed
     training = EmbeddedTrainingConfig(resolution_px=config.train_resolution_px, epochs=config.train_epochs,
                                       batch_size=config.train_batch_size, source=config.train_source,
                                       templates=tuple(config.templates), class_prompts=dict(config.class_prompts),
-                                      max_minutes=config.train_max_minutes, seed=seed,
+                                      max_minutes=config.train_max_minutes, seed=seed, device=config.device,
                                       checkpoint_every=max(1, min(5, config.train_epochs)))
     train_embedded(dataset, model_dir, training, log=log)
     return model_dir
@@ -203,11 +203,11 @@ def run_generate(dataset: str | Path, out: str | Path, config: GenerateConfig | 
     out.mkdir(parents=True, exist_ok=True)
     jobs = plan_jobs(manifest, taxonomy, config, seed)
     sources = base_images(manifest).filter(split="train")
-    options: dict[str, Any] = {"model_path": config.model_path, "device": config.device if config.device != "auto" else None}
+    options: dict[str, Any] = {"model_path": config.model_path, "device": config.device}
     model_path = None
     if config.backend == "embedded":
         model_path = str(ensure_embedded_model(dataset, out, config, seed, log))
-        options = {"model_path": model_path, "scheduler": config.scheduler}
+        options = {"model_path": model_path, "scheduler": config.scheduler, "device": config.device}
     settings = {"guidance_scale": config.guidance_scale, "steps": config.steps, "strength": config.strength,
                 "target_px": _target_size(sources), "upscale": config.upscale, "upscale_backend": config.upscale_backend}
     # t2i jobs first, so a variation of a t2i image finds its parent written

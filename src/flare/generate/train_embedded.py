@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from flare.core.device import autocast_context, select_device
 from flare.core.errors import ConfigError, ManifestError
 from flare.core.io import load_rgb
 from flare.core.manifest import Manifest, base_images
@@ -50,6 +51,7 @@ class EmbeddedTrainingConfig:
     class_prompts: dict[str, list[str]] = field(default_factory=dict)
     max_minutes: float | None = None  # stop (after a checkpoint) once this much time has passed
     seed: int = 0
+    device: str = "cpu"  # auto, cpu, cuda or mps; bf16 autocast on CUDA; random draws stay on the CPU
 
 
 @dataclass
@@ -109,8 +111,9 @@ def train_embedded(dataset: str | Path, model_dir: str | Path, config: EmbeddedT
     data = images_to_tensor(images, config.resolution_px)
     label_index = [classes.index(label) for label in labels]
 
+    device = select_device(config.device, "generate.device")
     torch.manual_seed(config.seed)
-    unet = tiny_unet(config.resolution_px, tuple(config.block_out_channels))
+    unet = tiny_unet(config.resolution_px, tuple(config.block_out_channels)).to(device)
     noise_schedule = training_scheduler(config.prediction_type)
     optimiser = torch.optim.AdamW(unet.parameters(), lr=config.learning_rate, weight_decay=1e-4)
     ema = EMAModel(unet.parameters(), decay=config.ema_decay, use_ema_warmup=True, power=2 / 3)
@@ -124,6 +127,7 @@ def train_embedded(dataset: str | Path, model_dir: str | Path, config: EmbeddedT
         unet.load_state_dict(load_file(checkpoint / "unet.safetensors"))
         optimiser.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
         ema.load_state_dict(torch.load(checkpoint / "ema.pt", weights_only=True))
+        ema.to(device)
         start_epoch, losses, epoch_seconds = state["epoch"], state["losses"], state["epoch_seconds"]
         if log:
             log(f"resuming from epoch {start_epoch} ({checkpoint})")
@@ -158,7 +162,7 @@ def train_embedded(dataset: str | Path, model_dir: str | Path, config: EmbeddedT
     epochs_done = epoch + 1 if config.epochs else 0
 
     ema.copy_to(unet.parameters())
-    pipeline = EmbeddedDiffusionPipeline(unet, noise_schedule, text_encoder)
+    pipeline = EmbeddedDiffusionPipeline(unet.cpu(), noise_schedule, text_encoder)
     seconds = float(np.mean(epoch_seconds)) if epoch_seconds else 0.0
     summary = {"dataset": str(dataset.resolve()), "images": len(images), "classes": classes,
                "class_prompts": class_prompts, "epochs_done": epochs_done, "seconds_per_epoch": seconds,
@@ -171,6 +175,7 @@ def train_embedded(dataset: str | Path, model_dir: str | Path, config: EmbeddedT
 
 def _train_one_epoch(unet, ema, optimiser, noise_schedule, data, label_index, classes, embeddings, config, epoch) -> float:
     generator = torch.Generator("cpu").manual_seed(derive_seed(config.seed, "generate-train", epoch))
+    device = next(unet.parameters()).device
     unet.train()
     order = torch.randperm(len(data), generator=generator)
     total, count = 0.0, 0
@@ -188,6 +193,8 @@ def _train_one_epoch(unet, ema, optimiser, noise_schedule, data, label_index, cl
         condition = condition * keep[:, None, None]
         noise = torch.randn(clean.shape, generator=generator)
         timesteps = torch.randint(0, noise_schedule.config.num_train_timesteps, (len(index),), generator=generator)
+        clean, noise, timesteps = clean.to(device), noise.to(device), timesteps.to(device)
+        condition = condition.to(device)
         noisy = noise_schedule.add_noise(clean, noise, timesteps)
         if config.prediction_type == "sample":
             target = clean
@@ -195,7 +202,9 @@ def _train_one_epoch(unet, ema, optimiser, noise_schedule, data, label_index, cl
             target = noise_schedule.get_velocity(clean, noise, timesteps)
         else:
             target = noise
-        loss = torch.nn.functional.mse_loss(unet(noisy, timesteps, encoder_hidden_states=condition).sample, target)
+        with autocast_context(device, supports_bf16=True):
+            predicted = unet(noisy, timesteps, encoder_hidden_states=condition).sample
+        loss = torch.nn.functional.mse_loss(predicted.float(), target)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -209,7 +218,7 @@ def _train_one_epoch(unet, ema, optimiser, noise_schedule, data, label_index, cl
 
 def _resume_key(config: dict) -> dict:
     """The settings a checkpoint must share with the run resuming it (epochs and time limit may change)."""
-    return {k: v for k, v in config.items() if k not in ("epochs", "max_minutes", "checkpoint_every")}
+    return {k: v for k, v in config.items() if k not in ("epochs", "max_minutes", "checkpoint_every", "device")}
 
 
 def _jsonable(config: EmbeddedTrainingConfig) -> dict:

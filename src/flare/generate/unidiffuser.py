@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flare.core.device import pipeline_dtype, select_device
 from flare.core.errors import ConfigError
 from flare.generate.base import FrozenConfig, GenerationBackend, GenerationOutput, per_image_generators
 from flare.generate.stable_diffusion import folder_hash
@@ -25,7 +26,7 @@ class UniDiffuserGenerator(GenerationBackend):
     name = "unidiffuser"
     variation_operation = "i2i-variation"
 
-    def __init__(self, model_path: str | Path, device: str = "cpu"):
+    def __init__(self, model_path: str | Path, device: str | None = "cpu"):
         try:
             from diffusers import UniDiffuserPipeline
         except ImportError:
@@ -35,17 +36,19 @@ class UniDiffuserGenerator(GenerationBackend):
         if not (self.model_path / "model_index.json").is_file():
             raise ConfigError(f"generate.model_path: {str(self.model_path)!r} is not a diffusers folder "
                               "(no model_index.json)")
+        torch_device = select_device(device, "generate.device")
         try:
-            self.pipeline = UniDiffuserPipeline.from_pretrained(self.model_path, local_files_only=True)
+            self.pipeline = UniDiffuserPipeline.from_pretrained(self.model_path, local_files_only=True,
+                                                                torch_dtype=pipeline_dtype(torch_device))
         except (OSError, ValueError) as exc:
             raise ConfigError(f"generate.model_path: cannot load {str(self.model_path)!r} "
                               f"({str(exc).splitlines()[0]})") from None
-        self.pipeline.to(device)
+        self.pipeline.to(torch_device)
         self.pipeline.set_progress_bar_config(disable=True)
         self.resolution_px = int(self.pipeline.unet.config.sample_size) * int(self.pipeline.vae_scale_factor)
         self.model_id = f"UniDiffuserPipeline@{self.model_path.name}"
         self.model_hash = folder_hash(self.model_path)
-        self.config = FrozenConfig(backend=self.name, model_path=str(self.model_path), device=device,
+        self.config = FrozenConfig(backend=self.name, model_path=str(self.model_path), device=torch_device.type,
                                    resolution_px=self.resolution_px,
                                    scheduler=type(self.pipeline.scheduler).__name__)
 

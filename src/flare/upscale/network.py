@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from flare.upscale.base import UpscaleBackend, UpscalerInfo
-from flare.upscale.device import autocast_context, select_device
+from flare.core.device import autocast_context, select_device
 from flare.upscale.tiling import upscale_tiled
 
 __all__ = ["NetworkUpscaler"]
@@ -23,7 +23,7 @@ class NetworkUpscaler(UpscaleBackend):
         self.info = info
         self.model_hash = model_hash
         self.tile_px, self.tile_overlap_px = int(tile_px), int(tile_overlap_px)
-        self.device = select_device(device)
+        self.device = select_device(device, "upscale.device")
         self.module = module.eval().to(self.device)
         for parameter in self.module.parameters():
             parameter.requires_grad_(False)

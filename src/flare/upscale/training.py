@@ -124,7 +124,7 @@ def train_swinir(dataset: str | Path, model_dir: str | Path, config: TrainConfig
     Args:
         max_minutes: stop after this long (a checkpoint is written); run again to resume.
     """
-    from flare.upscale.device import select_device
+    from flare.core.device import select_device
 
     say = log_fn or log.info
     dataset, model_dir = Path(dataset), Path(model_dir)
@@ -148,7 +148,7 @@ def train_swinir(dataset: str | Path, model_dir: str | Path, config: TrainConfig
                if sigma > 0 else image.astype(np.float64) for image in sharp]
     no_blur = DegradeConfig(**{**observe.to_dict(), "psf_fwhm_px": 0.0})
 
-    torch_device = select_device(device)
+    torch_device = select_device(device, "upscale.device")
     model = build_model(architecture, config.seed).to(torch_device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.learning_rate,
