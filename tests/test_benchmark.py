@@ -219,3 +219,14 @@ def test_every_backbone_classifies_and_gives_features(name):
     probabilities, features = infer(model, np.zeros((2, 3, 80, 80), np.uint8), with_features=True)
     assert probabilities.shape == (2, 3) and np.allclose(probabilities.sum(1), 1, atol=1e-5)
     assert features.ndim == 2 and features.shape[0] == 2 and features.shape[1] >= 8
+
+
+def test_synth_only_trains_on_generated_rows_alone_and_t2i_aug_adds_them_to_the_real_ones(sim_dataset, tmp_path):
+    from flare.evaluate.variants import method_datasets
+
+    workdir = build_workdir(sim_dataset, tmp_path)
+    data = method_datasets(workdir, ["T2I_Aug", "Synth_Only"])
+    synthetic, mixed = data["Synth_Only"].train.frame, data["T2I_Aug"].train.frame
+    assert len(synthetic) and set(synthetic["stage"]) == {"generate"}
+    assert set(mixed["stage"]) == {"generate", "upscale"} and len(mixed) > len(synthetic)
+    assert data["Synth_Only"].test.frame["id"].tolist() == data["T2I_Aug"].test.frame["id"].tolist()

@@ -8,7 +8,11 @@ Raw_HR     ``upscale/`` rows                           the HR evaluation set
 Raw_Aug    ``augment/``: base images + augment rows    the HR evaluation set
 T2I_Aug    ``generate/``: base images + generate rows  the HR evaluation set
 FLARE      ``combine/``: the mix it selected           the HR evaluation set
+Synth_Only ``generate/``: generate rows only           the HR evaluation set (opt-in, not a default)
 =========  ==========================================  ===========================================
+
+T2I_Aug is the synthetic branch without the standard-augmentation branch (real + synthetic), as in the paper's
+table; Synth_Only asks how far the synthetic images alone carry a classifier (a test of the generator).
 
 The HR evaluation set is the real val/test images after stage 1 (``upscale/`` rows), or the source rows when
 there is no ``upscale/`` folder. It is the same for every method, so the split is the same origin-level split
@@ -22,10 +26,12 @@ from pathlib import Path
 
 from flare.core.manifest import SOURCE_STAGES, Manifest, base_images
 
-__all__ = ["MethodData", "METHODS", "method_datasets", "evaluation_set"]
+__all__ = ["MethodData", "METHODS", "OPTIONAL_METHODS", "method_datasets", "evaluation_set"]
 
 METHODS = ("Raw_LR", "Raw_HR", "Raw_Aug", "T2I_Aug", "FLARE")
-_FOLDER = {"Raw_LR": "data", "Raw_HR": "upscale", "Raw_Aug": "augment", "T2I_Aug": "generate", "FLARE": "combine"}
+OPTIONAL_METHODS = ("Synth_Only",)
+_FOLDER = {"Raw_LR": "data", "Raw_HR": "upscale", "Raw_Aug": "augment", "T2I_Aug": "generate", "FLARE": "combine",
+           "Synth_Only": "generate"}
 
 
 @dataclass
@@ -72,7 +78,7 @@ def method_datasets(workdir: str | Path, methods: list[str] | tuple[str, ...] = 
     out: dict[str, MethodData] = {}
     for method in methods:
         if method not in _FOLDER:
-            notes.append(f"{method}: unknown method (one of {', '.join(METHODS)}); skipped")
+            notes.append(f"{method}: unknown method (one of {', '.join(METHODS + OPTIONAL_METHODS)}); skipped")
             continue
         folder = workdir / _FOLDER[method]
         if not Manifest.exists(folder):
@@ -90,6 +96,8 @@ def method_datasets(workdir: str | Path, methods: list[str] | tuple[str, ...] = 
                 train = _split(base.concat(manifest.filter(stage="augment")), "train")
             elif method == "T2I_Aug":
                 train = _split(base.concat(manifest.filter(stage="generate")), "train")
+            elif method == "Synth_Only":
+                train = _split(manifest.filter(stage="generate"), "train")
             else:
                 train = _combine_train(manifest)
             evaluation = hr_eval if hr_eval is not None else base

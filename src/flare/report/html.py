@@ -28,7 +28,7 @@ from flare.report.figures import bar_chart, confusion_figure, feature_figure, im
 __all__ = ["build_report", "STAGE_FOLDERS"]
 
 STAGE_FOLDERS = ("data", "upscale", "augment", "generate", "combine")
-METHOD_ORDER = ("Raw_LR", "Raw_HR", "Raw_Aug", "T2I_Aug", "FLARE")
+METHOD_ORDER = ("Raw_LR", "Raw_HR", "Raw_Aug", "T2I_Aug", "FLARE", "Synth_Only")
 _STAGE_ROWS = {"data": list(SOURCE_STAGES), "upscale": ["upscale"], "augment": ["augment"],
                "generate": ["generate"], "combine": None}
 SAMPLES_PER_CLASS = 6
