@@ -55,8 +55,8 @@ def dataset_taxonomy(root: str | Path) -> Taxonomy | None:
 
 def encode_options(config: AugmentConfig) -> dict[str, Any]:
     """What ``encode_image`` needs to reproduce a file byte for byte; recorded in every row."""
-    if config.format == "png" and config.png_encoder in ("zlibng", "imagecodecs"):
-        return {"format": "png", "encoder": config.png_encoder, "png_compress_level": config.png_compress_level,
+    if config.format == "png" and config.png_encoder == "imagecodecs":
+        return {"format": "png", "encoder": "imagecodecs", "png_compress_level": config.png_compress_level,
                 "png_filter": PNG_FILTER}
     if config.format == "png":
         return {"format": "png", "encoder": "pillow", "png_compress_level": config.png_compress_level}
