@@ -16,7 +16,6 @@ from the manifest alone and checks the bytes against the recorded sha256.
 from __future__ import annotations
 
 import json
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ from flare.augment.encode import PNG_FILTER, encode_variant
 from flare.augment.registry import create_preset, list_presets
 from flare.core.config import AugmentConfig, ExecutorConfig
 from flare.core.errors import ConfigError, ManifestError
-from flare.core.files import TEMP_PREFIX, sha256_bytes, sha256_file
+from flare.core.files import atomic_write_bytes, output_is_valid, sha256_bytes
 from flare.core.io import load_rgb
 from flare.core.manifest import Manifest, base_images, derived_id
 from flare.core.seeding import derive_seed
@@ -63,19 +62,6 @@ def encode_options(config: AugmentConfig) -> dict[str, Any]:
     if config.format == "jpeg":
         return {"format": "jpeg", "quality": config.quality}
     return {"format": "webp", "quality": config.quality, "lossless": config.webp_lossless}
-
-
-def _encode(array: np.ndarray, options: dict[str, Any]) -> bytes:
-    return encode_variant(array, options)
-
-
-def _decodes(path: Path) -> bool:
-    try:
-        with Image.open(path) as image:
-            image.load()
-        return True
-    except Exception:  # truncated or corrupt: redo it
-        return False
 
 
 def _check_presets(names: list[str]) -> None:
@@ -181,28 +167,17 @@ class AugmentWorker:
         """Keep a file an earlier run recorded with the same params and whose bytes still match the record;
         anything else (other params, partial or foreign file) is rendered again."""
         previous = self.previous.get(record["id"])
-        path = self.root / record["path"]
-        if previous is None or previous[0] != json.dumps(record["params"], sort_keys=True) or not path.is_file():
+        if previous is None or previous[0] != json.dumps(record["params"], sort_keys=True):
             return False
-        if sha256_file(path) != previous[1] or not _decodes(path):
+        if not output_is_valid(self.root / record["path"], previous[1]):
             return False
         record["sha256"] = previous[1]
         return True
 
     def _write(self, record: dict[str, Any], image: torch.Tensor) -> str:
-        data = _encode(image.permute(1, 2, 0).contiguous().numpy(), self.encode)
-        write_regenerable(self.root / record["path"], data)
+        data = encode_variant(image.permute(1, 2, 0).contiguous().numpy(), self.encode)
+        atomic_write_bytes(self.root / record["path"], data, fsync=False)
         return sha256_bytes(data)
-
-
-def write_regenerable(path: Path, data: bytes) -> None:
-    """Temp file + rename, without fsync: a variant can always be replayed from the manifest, and a file
-    truncated by a power cut fails the decode check on resume and is redone (fsync cost ~2× the PNG encode)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{TEMP_PREFIX}{path.name}")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
 
 
 def _as_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -297,12 +272,12 @@ def replay_dataset(dataset: str | Path, *, check_only: bool = False, batch_size:
         chunk = rows[start:start + batch_size * 4]
         arrays = render_rows(manifest, chunk, lookup, batch_size, workers)
         for row, array in zip(chunk, arrays):
-            data = _encode(array, manifest.params(row)["encode"])
+            data = encode_variant(array, manifest.params(row)["encode"])
             report.rendered += 1
             if sha256_bytes(data) != row["sha256"]:
                 report.mismatched.append(row["id"])
             elif not check_only:
-                write_regenerable(manifest.resolve(row["path"]), data)
+                atomic_write_bytes(manifest.resolve(row["path"]), data, fsync=False)
     return report
 
 
@@ -316,8 +291,8 @@ def export_lazy(dataset: str | Path, *, batch_size: int = 32, workers: int = 2) 
         chunk = lazy[start:start + batch_size * 4]
         for row, array in zip(chunk, render_rows(manifest, chunk, lookup, batch_size, workers)):
             params = manifest.params(row)
-            data = _encode(array, params["encode"])
-            write_regenerable(manifest.resolve(row["path"]), data)
+            data = encode_variant(array, params["encode"])
+            atomic_write_bytes(manifest.resolve(row["path"]), data, fsync=False)
             row["sha256"] = sha256_bytes(data)
             row["params"] = {**params, "materialised": True}
     if lazy:

@@ -34,12 +34,16 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+def atomic_write_bytes(path: str | Path, data: bytes, *, fsync: bool = True) -> None:
+    """Write ``data`` via temp file + rename. ``fsync=False`` suits files that can be regenerated (augmented
+    variants): a file a power cut truncates fails ``output_is_valid`` on resume and is redone, and the fsync
+    would cost about twice the PNG encode."""
     with atomic_output(path) as tmp:
         with open(tmp, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
 
 
 def safe_join(root: str | Path, relative: str | Path) -> Path:

@@ -26,7 +26,7 @@ from flare.core.manifest import Manifest, base_images
 from flare.core.progress import make_progress
 from flare.core.seeding import derive_seed
 from flare.core.taxonomy import Taxonomy, load_taxonomy
-from flare.generate.embedded import EmbeddedDiffusionPipeline, images_to_tensor, sampling_scheduler, tiny_unet, training_scheduler
+from flare.generate.embedded import EmbeddedDiffusionPipeline, images_to_tensor, tiny_unet, training_scheduler
 from flare.generate.prompts import DEFAULT_TEMPLATE, PromptBuilder
 from flare.generate.text_encoder import MiniLMTextEncoder
 
