@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -22,15 +21,9 @@ from rich.progress import Progress
 from flare.core.progress import make_progress
 from flare.core.seeding import derive_seed
 
-__all__ = ["TrainResult", "train_classifier", "infer", "to_input", "pick_device"]
+__all__ = ["TrainResult", "train_classifier", "infer", "to_input"]
 
 MEAN, STD = 0.5, 0.5  # images are mapped to [-1, 1]; recorded in every saved model's preprocessing config
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    from flare.core.device import select_device
-
-    return select_device(name, "benchmark.device")
 
 
 def to_input(images: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -25,7 +25,8 @@ from flare.classify.images import ImageTensorCache
 from flare.classify.model_io import save_classifier
 from flare.classify.presets import BenchmarkPreset
 from flare.classify.registry import get_preset
-from flare.classify.train import infer, pick_device, train_classifier
+from flare.classify.train import infer, train_classifier
+from flare.core.device import select_device
 from flare.core.errors import FlareError
 from flare.core.files import atomic_output
 from flare.core.manifest import Manifest, base_images
@@ -146,7 +147,7 @@ def run_benchmark(workdir: str | Path, settings: BenchmarkSettings, out: str | P
     preset = settings.preset
     cache = ImageTensorCache(preset.image_size_px, out / "cache")
     ood_sets = [_load_ood(m, taxonomy) for m in settings.ood]
-    device = pick_device(settings.device)
+    device = select_device(settings.device, "benchmark.device")
     first_seed = settings.seeds[0] if settings.seeds else 0
     for method, data in methods.items():
         for backbone in preset.backbones:

@@ -7,25 +7,14 @@ of the weights). The safety checker is not loaded: the images are sky survey cut
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
-from flare.core.device import pipeline_dtype, select_device
-from flare.core.errors import ConfigError
 from flare.generate.base import FrozenConfig, GenerationBackend, GenerationOutput, per_image_generators
+from flare.generate.local_pipeline import folder_hash, load_local_pipeline
 
-__all__ = ["StableDiffusionGenerator", "folder_hash"]
-
-
-def folder_hash(folder: Path, pattern: str = "*.safetensors") -> str:
-    """sha256 (first 16 hex) over the weight files of a diffusers folder, in path order."""
-    digest = hashlib.sha256()
-    for file in sorted(Path(folder).rglob(pattern)):
-        digest.update(str(file.relative_to(folder)).encode())
-        digest.update(file.read_bytes())
-    return digest.hexdigest()[:16]
+__all__ = ["StableDiffusionGenerator"]
 
 
 def _as_uint8(images) -> list[np.ndarray]:
@@ -42,19 +31,8 @@ class StableDiffusionGenerator(GenerationBackend):
         from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image
 
         self.model_path = Path(model_path)
-        if not (self.model_path / "model_index.json").is_file():
-            raise ConfigError(f"generate.model_path: {str(self.model_path)!r} is not a diffusers folder "
-                              "(no model_index.json)")
-        torch_device = select_device(device, "generate.device")
-        try:
-            self.text2image = AutoPipelineForText2Image.from_pretrained(
-                self.model_path, safety_checker=None, requires_safety_checker=False, local_files_only=True,
-                torch_dtype=pipeline_dtype(torch_device))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"generate.model_path: cannot load {str(self.model_path)!r} "
-                              f"({str(exc).splitlines()[0]})") from None
-        self.text2image.to(torch_device)
-        self.text2image.set_progress_bar_config(disable=True)
+        self.text2image, torch_device = load_local_pipeline(AutoPipelineForText2Image, self.model_path, device,
+                                                            safety_checker=None, requires_safety_checker=False)
         self.image2image = AutoPipelineForImage2Image.from_pipe(self.text2image)
         self.image2image.set_progress_bar_config(disable=True)
         unet = self.text2image.unet

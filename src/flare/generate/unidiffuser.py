@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from flare.core.device import pipeline_dtype, select_device
 from flare.core.errors import ConfigError
 from flare.generate.base import FrozenConfig, GenerationBackend, GenerationOutput, per_image_generators
-from flare.generate.stable_diffusion import folder_hash
+from flare.generate.local_pipeline import folder_hash, load_local_pipeline
 
 __all__ = ["UniDiffuserGenerator"]
 
@@ -33,18 +32,7 @@ class UniDiffuserGenerator(GenerationBackend):
             raise ConfigError("generate.backend: unidiffuser needs a diffusers version that still ships "
                               "UniDiffuserPipeline") from None
         self.model_path = Path(model_path)
-        if not (self.model_path / "model_index.json").is_file():
-            raise ConfigError(f"generate.model_path: {str(self.model_path)!r} is not a diffusers folder "
-                              "(no model_index.json)")
-        torch_device = select_device(device, "generate.device")
-        try:
-            self.pipeline = UniDiffuserPipeline.from_pretrained(self.model_path, local_files_only=True,
-                                                                torch_dtype=pipeline_dtype(torch_device))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"generate.model_path: cannot load {str(self.model_path)!r} "
-                              f"({str(exc).splitlines()[0]})") from None
-        self.pipeline.to(torch_device)
-        self.pipeline.set_progress_bar_config(disable=True)
+        self.pipeline, torch_device = load_local_pipeline(UniDiffuserPipeline, self.model_path, device)
         self.resolution_px = int(self.pipeline.unet.config.sample_size) * int(self.pipeline.vae_scale_factor)
         self.model_id = f"UniDiffuserPipeline@{self.model_path.name}"
         self.model_hash = folder_hash(self.model_path)
