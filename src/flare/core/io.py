@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -245,8 +245,8 @@ def _choose_hdu(hdul, selector: int | str | None):
 def to_uint8(data: np.ndarray, options: ReadOptions, *, stretch: str, background_clip: bool) -> np.ndarray:
     """Map float data to uint8 by (background clip →) interval → stretch. NaN/inf become the background."""
     from astropy.stats import sigma_clipped_stats
-    from astropy.visualization import (AsinhStretch, LinearStretch, LogStretch, MinMaxInterval,
-                                       PercentileInterval, SqrtStretch, ZScaleInterval, ManualInterval)
+    from astropy.visualization import (AsinhStretch, LinearStretch, LogStretch, ManualInterval, MinMaxInterval,
+                                       SqrtStretch, ZScaleInterval)
 
     data = np.array(data, dtype=np.float64)
     finite = np.isfinite(data)

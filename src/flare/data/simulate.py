@@ -27,7 +27,7 @@ from flare.core.manifest import Manifest
 from flare.core.progress import track
 from flare.core.seeding import derive_seed
 from flare.core.taxonomy import load_taxonomy
-from flare.data.degrade import FWHM_TO_SIGMA, DegradeConfig, degrade
+from flare.data.degrade import DegradeConfig, degrade
 from flare.data.split import assign_splits
 
 __all__ = ["simulate_survey", "render_object", "CLASS_RENDERERS"]

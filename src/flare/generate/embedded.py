@@ -9,7 +9,6 @@ unconditional (all-zero embedding) predictions.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import torch
 
 from flare.core.device import autocast_context, select_device
 from flare.core.errors import ConfigError
+from flare.core.files import sha256_file
 from flare.generate.base import FrozenConfig, GenerationBackend, GenerationOutput, per_image_generators, to_uint8_images
 from flare.generate.text_encoder import EMBEDDING_DIM, MiniLMTextEncoder
 
@@ -191,7 +191,7 @@ class EmbeddedDiffusionPipeline:
 
 def _unet_hash(model_dir: Path) -> str:
     file = model_dir / "unet" / "diffusion_pytorch_model.safetensors"
-    return hashlib.sha256(file.read_bytes()).hexdigest()[:16] if file.is_file() else ""
+    return sha256_file(file)[:16] if file.is_file() else ""
 
 
 class EmbeddedGenerator(GenerationBackend):

@@ -8,13 +8,13 @@ used by classifier-free guidance.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import torch
 
 from flare.core.errors import ConfigError
+from flare.core.files import sha256_file
 
 __all__ = ["MiniLMTextEncoder", "EMBEDDING_DIM", "minilm_model_path"]
 
@@ -49,7 +49,7 @@ class MiniLMTextEncoder:
     def weights_hash(self) -> str:
         """sha256 (first 16 hex) of the safetensors file, for the manifest's provenance."""
         file = self.model_path / "model.safetensors"
-        return hashlib.sha256(file.read_bytes()).hexdigest()[:16] if file.is_file() else ""
+        return sha256_file(file)[:16] if file.is_file() else ""
 
     def _load(self):
         if self._model is None:

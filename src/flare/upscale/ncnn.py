@@ -65,7 +65,6 @@ def read_convolutions(param_path: str | Path, bin_path: str | Path) -> list[tupl
     data = Path(bin_path).read_bytes()
     offset = 0
     convolutions = []
-    in_channels: dict[str, int] = {}
     for layer in layers:
         if layer.kind in ("Input", "Split", "Concat", "Eltwise", "BinaryOp", "Interp", "ReLU", "PixelShuffle"):
             continue
