@@ -31,7 +31,7 @@ from flare.augment.encode import PNG_FILTER, encode_variant
 from flare.augment.registry import create_preset, list_presets
 from flare.core.config import AugmentConfig, ExecutorConfig
 from flare.core.errors import ConfigError, ManifestError
-from flare.core.files import atomic_write_bytes, output_is_valid, sha256_bytes
+from flare.core.files import output_is_valid, sha256_bytes, write_rerenderable_bytes
 from flare.core.io import load_rgb
 from flare.core.manifest import Manifest, base_images, derived_id
 from flare.core.seeding import derive_seed
@@ -176,7 +176,7 @@ class AugmentWorker:
 
     def _write(self, record: dict[str, Any], image: torch.Tensor) -> str:
         data = encode_variant(image.permute(1, 2, 0).contiguous().numpy(), self.encode)
-        atomic_write_bytes(self.root / record["path"], data, fsync=False)
+        write_rerenderable_bytes(self.root / record["path"], data)
         return sha256_bytes(data)
 
 
@@ -277,7 +277,7 @@ def replay_dataset(dataset: str | Path, *, check_only: bool = False, batch_size:
             if sha256_bytes(data) != row["sha256"]:
                 report.mismatched.append(row["id"])
             elif not check_only:
-                atomic_write_bytes(manifest.resolve(row["path"]), data, fsync=False)
+                write_rerenderable_bytes(manifest.resolve(row["path"]), data)
     return report
 
 
@@ -292,7 +292,7 @@ def export_lazy(dataset: str | Path, *, batch_size: int = 32, workers: int = 2) 
         for row, array in zip(chunk, render_rows(manifest, chunk, lookup, batch_size, workers)):
             params = manifest.params(row)
             data = encode_variant(array, params["encode"])
-            atomic_write_bytes(manifest.resolve(row["path"]), data, fsync=False)
+            write_rerenderable_bytes(manifest.resolve(row["path"]), data)
             row["sha256"] = sha256_bytes(data)
             row["params"] = {**params, "materialised": True}
     if lazy:
