@@ -11,7 +11,7 @@ import torch
 from flare.augment import apply_recipes, create_preset, list_presets, recipe_mirrors
 from flare.augment.base import transform_from_dict
 from flare.augment.geometric import RandomResizedCrop
-from flare.augment.photometric import ColorJitter
+from flare.augment.photometric import ColorJitter, shift_hue
 from flare.augment.registry import ORIGINAL_PRESETS
 from flare.core.errors import ConfigError, ManifestError
 
@@ -94,6 +94,19 @@ def test_color_jitter_matches_torchvision_functional():
     mine = ColorJitter.apply(x, [params, params])
     ref = tvf.adjust_hue(tvf.adjust_saturation(tvf.adjust_contrast(tvf.adjust_brightness(x, 1.3), 0.8), 1.2), 0.15)
     assert (mine - ref).abs().max().item() < 1e-3
+
+
+def test_hue_shift_matches_torchvision_on_ties_greys_and_every_channel_order():
+    """The maximum channel is chosen arithmetically (sign + lerp); ties, greys and black must follow
+    torchvision's rule (R before G before B) across the whole colour wheel."""
+    tvf = pytest.importorskip("torchvision.transforms.v2.functional")
+    levels = [0, 1, 37, 128, 200, 254, 255]
+    colours = torch.tensor([[r, g, b] for r in levels for g in levels for b in levels], dtype=torch.float32) / 255
+    image = colours.T.reshape(1, 3, 1, -1)
+    for shift in (-0.5, -0.31, -0.02, 0.0, 0.125, 0.4, 0.5):
+        mine = shift_hue(image, torch.tensor(shift).reshape(1, 1, 1, 1))
+        ref = tvf.adjust_hue(image, shift)
+        assert (mine - ref).abs().max().item() < 1e-5, shift
 
 
 def test_resized_crop_matches_torchvision_functional():

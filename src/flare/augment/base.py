@@ -27,7 +27,7 @@ import torch
 from flare.core.errors import ConfigError, ManifestError
 
 __all__ = ["AugmentTransform", "Preset", "TRANSFORMS", "transform_from_dict", "apply_recipes",
-           "recipe_mirrors", "to_float", "to_uint8"]
+           "recipe_mirrors"]
 
 # Transform classes by name, filled by ``__init_subclass__`` (albumentations' SERIALIZABLE_REGISTRY idea).
 TRANSFORMS: dict[str, type["AugmentTransform"]] = {}
@@ -113,16 +113,6 @@ def recipe_mirrors(recipe: Sequence[dict[str, Any]]) -> bool:
     return flips % 2 == 1
 
 
-def to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 ``(B, 3, H, W)`` → float32 in [0, 1]."""
-    return images.to(torch.float32) / 255.0
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """float32 in [0, 1] → uint8 by round-half-even (exact, so the same floats give the same bytes)."""
-    return images.clamp(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
-
-
 def _signature(recipe: Sequence[dict[str, Any]]) -> tuple[str, ...]:
     return tuple(step["name"] for step in recipe)
 
@@ -131,6 +121,8 @@ def apply_recipes(images: torch.Tensor | Sequence[torch.Tensor], recipes: Sequen
     """Render recipes on uint8 ``(3, H, W)`` images; returns uint8 ``(3, H, W)`` tensors in input order.
 
     Images with the same recipe steps and the same size are stacked and rendered in one batched call per step.
+    The results are channels-last in memory, so ``t.permute(1, 2, 0)`` is already the contiguous ``(H, W, 3)``
+    array an encoder wants (no extra copy per image).
     """
     if len(images) != len(recipes):
         raise ManifestError(f"augment: {len(images)} images but {len(recipes)} recipes")
@@ -142,13 +134,22 @@ def apply_recipes(images: torch.Tensor | Sequence[torch.Tensor], recipes: Sequen
     for index, (image, recipe) in enumerate(zip(images, recipes)):
         groups.setdefault((_signature(recipe), tuple(image.shape)), []).append(index)
     out: list[torch.Tensor | None] = [None] * len(recipes)
-    for (signature, _), indices in groups.items():
+    for (signature, shape), indices in groups.items():
         exact = all(TRANSFORMS[name].pixel_exact for name in signature)
-        batch = torch.stack([images[i] for i in indices])
-        batch = batch if exact else to_float(batch)
+        # One pass per image converts (and, for float, scales) into the batch; the float batch is ours to
+        # change in place.
+        batch = torch.empty((len(indices), *shape), dtype=torch.uint8 if exact else torch.float32)
+        for position, index in enumerate(indices):
+            batch[position].copy_(images[index])
+        if not exact:
+            batch.div_(255.0)
         for step_index, name in enumerate(signature):
             batch = TRANSFORMS[name].apply(batch, [recipes[i][step_index]["params"] for i in indices])
-        rendered = batch if exact else to_uint8(batch)
+        if not exact:
+            batch = batch.clamp(0.0, 1.0).mul_(255.0).round_()  # round-half-even: the same floats, the same bytes
+        channels_last = torch.empty((len(indices), shape[1], shape[2], shape[0]), dtype=torch.uint8)
+        channels_last.copy_(batch.permute(0, 2, 3, 1))
+        rendered = channels_last.permute(0, 3, 1, 2)
         for position, index in enumerate(indices):
             out[index] = rendered[position]
     return out  # type: ignore[return-value]
