@@ -10,7 +10,7 @@ import torch
 
 from flare.augment import apply_recipes, create_preset, list_presets, recipe_mirrors
 from flare.augment.base import transform_from_dict
-from flare.augment.geometric import RandomResizedCrop
+from flare.augment.geometric import RandomPerspective, RandomResizedCrop
 from flare.augment.photometric import ColorJitter, shift_hue
 from flare.augment.registry import ORIGINAL_PRESETS
 from flare.core.errors import ConfigError, ManifestError
@@ -118,6 +118,20 @@ def test_resized_crop_matches_torchvision_functional():
     ref = tvf.resized_crop(x, params["top"], params["left"], params["height"], params["width"], [32, 32],
                            antialias=False)
     assert (mine - ref).abs().max().item() < 1e-3
+
+
+def test_perspective_matches_torchvision_functional():
+    """Same homography convention as torchvision (pixel centres at +0.5); zeros outside (``fill=None``)."""
+    tvf = pytest.importorskip("torchvision.transforms.v2.functional")
+    from torchvision.transforms import InterpolationMode
+
+    x = torch.stack(_images(2, size=40)).float()[..., :36] / 255  # not square: x and y must not be swapped
+    for seed in range(3):
+        params = RandomPerspective(distortion_scale=0.3, p=1.0).sample(np.random.default_rng(seed), 40, 36, 0)
+        mine = RandomPerspective.apply(x, [params, params])
+        ref = tvf.perspective(x, params["startpoints"], params["endpoints"],
+                              interpolation=InterpolationMode.BILINEAR, fill=None)
+        assert (mine - ref).abs().max().item() < 1e-4, seed
 
 
 def test_noise_and_blur_are_photometric_only():

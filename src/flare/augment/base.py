@@ -69,6 +69,12 @@ class AugmentTransform:
         """Whether this step, with these parameters, mirrors the image (reverses a spiral's chirality)."""
         return False
 
+    @staticmethod
+    def is_identity(params: dict[str, Any]) -> bool:
+        """Whether this step, with these parameters, leaves every pixel as it is (a flip or warp drawn not to
+        happen); :func:`apply_recipes` then skips it, so a no-op recipe costs a copy, not a float round trip."""
+        return False
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
         return f"{type(self).__name__}({args})"
@@ -113,16 +119,12 @@ def recipe_mirrors(recipe: Sequence[dict[str, Any]]) -> bool:
     return flips % 2 == 1
 
 
-def _signature(recipe: Sequence[dict[str, Any]]) -> tuple[str, ...]:
-    return tuple(step["name"] for step in recipe)
-
-
 def apply_recipes(images: torch.Tensor | Sequence[torch.Tensor], recipes: Sequence[Sequence[dict[str, Any]]]) -> list[torch.Tensor]:
     """Render recipes on uint8 ``(3, H, W)`` images; returns uint8 ``(3, H, W)`` tensors in input order.
 
-    Images with the same recipe steps and the same size are stacked and rendered in one batched call per step.
-    The results are channels-last in memory, so ``t.permute(1, 2, 0)`` is already the contiguous ``(H, W, 3)``
-    array an encoder wants (no extra copy per image).
+    Images with the same (non-identity) recipe steps and the same size are stacked and rendered in one batched
+    call per step. The results are channels-last in memory, so ``t.permute(1, 2, 0)`` is already the
+    contiguous ``(H, W, 3)`` array an encoder wants (no extra copy per image).
     """
     if len(images) != len(recipes):
         raise ManifestError(f"augment: {len(images)} images but {len(recipes)} recipes")
@@ -130,9 +132,11 @@ def apply_recipes(images: torch.Tensor | Sequence[torch.Tensor], recipes: Sequen
         for step in recipe:
             if step.get("name") not in TRANSFORMS:
                 raise ManifestError(f"augment: recipe step {step.get('name')!r} is not a known transform")
+    steps = [[step for step in recipe if not TRANSFORMS[step["name"]].is_identity(step["params"])]
+             for recipe in recipes]
     groups: dict[tuple, list[int]] = {}
-    for index, (image, recipe) in enumerate(zip(images, recipes)):
-        groups.setdefault((_signature(recipe), tuple(image.shape)), []).append(index)
+    for index, (image, recipe) in enumerate(zip(images, steps)):
+        groups.setdefault((tuple(step["name"] for step in recipe), tuple(image.shape)), []).append(index)
     out: list[torch.Tensor | None] = [None] * len(recipes)
     for (signature, shape), indices in groups.items():
         exact = all(TRANSFORMS[name].pixel_exact for name in signature)
@@ -144,7 +148,7 @@ def apply_recipes(images: torch.Tensor | Sequence[torch.Tensor], recipes: Sequen
         if not exact:
             batch.div_(255.0)
         for step_index, name in enumerate(signature):
-            batch = TRANSFORMS[name].apply(batch, [recipes[i][step_index]["params"] for i in indices])
+            batch = TRANSFORMS[name].apply(batch, [steps[i][step_index]["params"] for i in indices])
         if not exact:
             batch = batch.clamp(0.0, 1.0).mul_(255.0).round_()  # round-half-even: the same floats, the same bytes
         channels_last = torch.empty((len(indices), shape[1], shape[2], shape[0]), dtype=torch.uint8)
