@@ -29,23 +29,19 @@ def _grey(images: torch.Tensor) -> torch.Tensor:
     return (r * _GREY_WEIGHTS[0]).add_(g * _GREY_WEIGHTS[1]).add_(b * _GREY_WEIGHTS[2])
 
 
-def _grey_means(images: torch.Tensor) -> torch.Tensor:
-    """Mean grey level per image, ``(B, 1, 1, 1)``: a float64 pairwise sum per image, so batching cannot
-    change it."""
-    grey = _grey(images).reshape(len(images), -1).numpy().astype(np.float64)
-    return torch.from_numpy((grey.sum(axis=1) / grey.shape[1]).astype(np.float32)).reshape(-1, 1, 1, 1)
-
-
-def _blend_(images: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """``images · factor + other · (1 − factor)``, clamped to [0, 1], in place on ``images``."""
-    return images.mul_(factor).add_(other * (1.0 - factor)).clamp_(0.0, 1.0)
+def _grey_mean(image: torch.Tensor) -> np.float32:
+    """Mean grey level of one image: a float64 pairwise sum, so nothing about the batch can change it."""
+    grey = _grey(image).numpy().astype(np.float64)
+    return np.float32(grey.sum() / grey.size)
 
 
 _SECTOR_OFFSETS = torch.tensor([5.0, 3.0, 1.0]).reshape(1, 3, 1, 1)  # HSV → RGB: n for R, G, B
+_JITTER_KEYS = ("brightness", "contrast", "saturation", "hue")  # ColorJitter's order indexes these
 
 
-def shift_hue(images: torch.Tensor, shift_turns: torch.Tensor) -> torch.Tensor:
-    """Rotate the hue of RGB images by ``shift_turns`` (``(B, 1, 1, 1)``, in [-0.5, 0.5]); S and V are kept.
+def shift_hue(images: torch.Tensor, shift_turns: torch.Tensor | float) -> torch.Tensor:
+    """Rotate the hue of RGB images by ``shift_turns`` (a number or ``(B, 1, 1, 1)``, in [-0.5, 0.5]); S and V
+    are kept.
 
     The HSV round trip in closed form: with V = max, C = max − min and H the hue in sextants,
     channel n ∈ {R: 5, G: 3, B: 1} = V − C·clamp(min(k, 4 − k), 0, 1), k = (n + H + 6·shift) mod 6.
@@ -103,41 +99,33 @@ class ColorJitter(AugmentTransform):
 
     @staticmethod
     def apply(images: torch.Tensor, params: Sequence[dict[str, Any]]) -> torch.Tensor:
-        by_order: dict[tuple[int, ...], list[int]] = {}
+        out = images.clone()
         for index, p in enumerate(params):
-            by_order.setdefault(tuple(p["order"]), []).append(index)
-        if len(by_order) == 1:
-            return ColorJitter._apply_in_order(images.clone(), params, next(iter(by_order)))
-        out = torch.empty_like(images)
-        for order, chosen in by_order.items():
-            out[chosen] = ColorJitter._apply_in_order(images[chosen], [params[i] for i in chosen], order)
+            # Image by image: each has its own order, and the chain on one image stays in the CPU's L2 cache.
+            ColorJitter._jitter_(out[index:index + 1], p)
         return out
 
     @staticmethod
-    def _apply_in_order(images: torch.Tensor, params: Sequence[dict[str, Any]], order: tuple[int, ...]) -> torch.Tensor:
-        """Apply the four adjustments in ``order`` to ``images``, a tensor this call owns (changed in place)."""
-        keys = ("brightness", "contrast", "saturation", "hue")
-        for op in order:
-            key = keys[op]
-            active = [i for i, p in enumerate(params) if p[key] is not None]
-            if not active:
+    def _jitter_(image: torch.Tensor, params: dict[str, Any]) -> None:
+        """Apply the four adjustments to one ``(1, 3, H, W)`` image in place, in ``params["order"]``.
+
+        Factors are float32, as in a float32 tensor op: ``x·f + y·(1 − f)`` with f, 1 − f and y float32.
+        """
+        for op in params["order"]:
+            key = _JITTER_KEYS[op]
+            if params[key] is None:
                 continue
-            everyone = len(active) == len(params)
-            factors = torch.tensor([params[i][key] for i in active], dtype=torch.float32).reshape(-1, 1, 1, 1)
-            subset = images if everyone else images[active]
+            factor = np.float32(params[key])
             if key == "brightness":
-                result = subset.mul_(factors).clamp_(0.0, 1.0)
+                image.mul_(float(factor)).clamp_(0.0, 1.0)
             elif key == "contrast":
-                result = _blend_(subset, _grey_means(subset), factors)
+                offset = _grey_mean(image) * (np.float32(1.0) - factor)
+                image.mul_(float(factor)).add_(float(offset)).clamp_(0.0, 1.0)
             elif key == "saturation":
-                result = _blend_(subset, _grey(subset), factors)
+                grey = _grey(image).mul_(float(np.float32(1.0) - factor))
+                image.mul_(float(factor)).add_(grey).clamp_(0.0, 1.0)
             else:
-                result = shift_hue(subset, factors)
-            if everyone:
-                images = result
-            else:
-                images[active] = result
-        return images
+                image.copy_(shift_hue(image, float(factor)))
 
 
 def _range(name: str, value: float | Sequence[float]) -> list[float]:
