@@ -50,7 +50,8 @@ def test_counts_train_only_and_recorded_params(sim_dataset, augmented):
         parent = parents[json.loads(row["parent_ids"])[0]]
         assert parent["split"] == "train" and row["origin_id"] == parent["origin_id"]
         assert params["preset"] == row["operation"] and params["recipe"] and row["seed"] is not None
-        assert params["encode"] == {"format": "png", "encoder": "imagecodecs", "png_compress_level": 1, "png_filter": "up"}
+        assert params["encode"] == {"format": "png", "encoder": "imagecodecs", "png_compress_level": 1,
+                                    "png_filter": "up", "png_strategy": "rle"}
         assert manifest.resolve(row["path"]).is_file() and row["sha256"]
     assert check_leakage(manifest).ok
 

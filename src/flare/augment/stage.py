@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from flare.augment.base import Preset, apply_recipes, recipe_mirrors
-from flare.augment.encode import PNG_FILTER, encode_variant
+from flare.augment.encode import PNG_FILTER, PNG_STRATEGY, encode_variant
 from flare.augment.registry import create_preset, list_presets
 from flare.core.config import AugmentConfig, ExecutorConfig
 from flare.core.errors import ConfigError, ManifestError
@@ -56,7 +56,7 @@ def encode_options(config: AugmentConfig) -> dict[str, Any]:
     """What ``encode_image`` needs to reproduce a file byte for byte; recorded in every row."""
     if config.format == "png" and config.png_encoder == "imagecodecs":
         return {"format": "png", "encoder": "imagecodecs", "png_compress_level": config.png_compress_level,
-                "png_filter": PNG_FILTER}
+                "png_filter": PNG_FILTER, "png_strategy": PNG_STRATEGY}
     if config.format == "png":
         return {"format": "png", "encoder": "pillow", "png_compress_level": config.png_compress_level}
     if config.format == "jpeg":
