@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import fpng
 import numpy as np
 import pytest
 import torch
@@ -50,8 +51,7 @@ def test_counts_train_only_and_recorded_params(sim_dataset, augmented):
         parent = parents[json.loads(row["parent_ids"])[0]]
         assert parent["split"] == "train" and row["origin_id"] == parent["origin_id"]
         assert params["preset"] == row["operation"] and params["recipe"] and row["seed"] is not None
-        assert params["encode"] == {"format": "png", "encoder": "imagecodecs", "png_compress_level": 1,
-                                    "png_filter": "up", "png_strategy": "rle"}
+        assert params["encode"] == {"format": "png", "encoder": "fpng", "fpng_version": fpng.__version__}
         assert manifest.resolve(row["path"]).is_file() and row["sha256"]
     assert check_leakage(manifest).ok
 
@@ -208,6 +208,7 @@ def test_gz1_horizontal_flip_swaps_spiral_chirality(shared_dir, tmp_path):
 
 
 @pytest.mark.parametrize("options", [{"format": "jpeg", "quality": 90}, {"format": "png", "png_encoder": "pillow"},
+                                     {"format": "png", "png_encoder": "imagecodecs"},
                                      {"format": "webp", "webp_lossless": True}])
 def test_replay_is_byte_identical_for_every_format(sim_dataset, tmp_path, options):
     out = tmp_path / "fmt"

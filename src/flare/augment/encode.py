@@ -1,9 +1,11 @@
 """Encoding of augmented images: the options recorded per row reproduce the file byte for byte.
 
-PNG goes through libpng via ``imagecodecs`` by default (zlib level 1, run-length strategy, *up* filter): on GZ1
-crops it is about 8× faster than Pillow's default level 6 and files grow by about 12% (noisy sky compresses
-poorly at any level). The run-length strategy only looks for repeats of the previous byte: ~9% faster than
-zlib's default at level 1 and ~5% smaller after the up filter (48 GZ1 crops, median of 9 rounds). ``encoder: pillow`` uses :func:`flare.core.io.encode_image`. JPEG and WebP always use Pillow.
+PNG goes through fpng by default (``encoder: fpng``): a fixed-Huffman deflate written for speed, standard PNG
+that any decoder reads. On 48 GZ1 192² crops it encodes in 0.29 ms against 1.39 ms for libpng at level 1
+(``encoder: imagecodecs``: run-length strategy, *up* filter) and ~12 ms for Pillow's default level 6, at
+41 KiB a file against 33 and 29 KiB. Augmented variants can always be rendered again from the manifest (and
+lazy mode writes none), so the default spends disk to save time; ``augment.png_encoder: imagecodecs`` keeps
+files small. ``encoder: pillow`` uses :func:`flare.core.io.encode_image`. JPEG and WebP always use Pillow.
 """
 
 from __future__ import annotations
@@ -15,10 +17,23 @@ import numpy as np
 from flare.core.errors import ConfigError
 from flare.core.io import encode_image
 
-__all__ = ["encode_variant", "PNG_FILTER", "PNG_STRATEGY"]
+__all__ = ["encode_variant", "PNG_FILTER", "PNG_STRATEGY", "fpng_version"]
 
 PNG_FILTER = "up"  # cheapest filter that keeps level-1 files as small as Pillow's adaptive filtering
 PNG_STRATEGY = "rle"  # zlib strategy; rows recorded without one were written with zlib's default
+
+
+def _fpng():
+    try:
+        import fpng
+    except ImportError:  # pragma: no cover - a declared dependency
+        raise ConfigError("augment.png_encoder: fpng is not installed; use imagecodecs or pillow") from None
+    return fpng
+
+
+def fpng_version() -> str:
+    """Recorded with each fpng row: another fpng version may compress the same pixels to other bytes."""
+    return _fpng().__version__
 
 
 def encode_variant(array: np.ndarray, options: dict[str, Any]) -> bytes:
@@ -26,6 +41,8 @@ def encode_variant(array: np.ndarray, options: dict[str, Any]) -> bytes:
     options = dict(options)
     fmt = options.pop("format")
     encoder = options.pop("encoder", "pillow")
+    if fmt == "png" and encoder == "fpng":
+        return bytes(_fpng().from_ndarray(np.ascontiguousarray(array)))
     if fmt == "png" and encoder == "imagecodecs":
         try:
             import imagecodecs

@@ -102,7 +102,8 @@ class AugmentConfig(_Section):
     mode: Literal["materialised", "lazy"] = "materialised"
     format: Literal["png", "jpeg", "webp"] = "png"
     png_compress_level: int = Field(1, ge=0, le=9)
-    png_encoder: Literal["imagecodecs", "pillow"] = "imagecodecs"  # libpng via imagecodecs: ~7x faster
+    # fpng: ~5x faster than libpng level 1, files ~25% larger; imagecodecs (libpng): smaller, slower
+    png_encoder: Literal["fpng", "imagecodecs", "pillow"] = "fpng"
     quality: int = Field(95, ge=1, le=100)
     webp_lossless: bool = True
     batch_size: int = Field(32, ge=1)
