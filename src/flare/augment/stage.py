@@ -158,8 +158,7 @@ class AugmentWorker:
         tensors = [torch.from_numpy(image).permute(2, 0, 1) for _, image in chunk]
         # The JSON round trip makes the parameters exactly those replay will read from the manifest.
         recipes = [json.loads(json.dumps(record["params"]["recipe"])) for record, _ in chunk]
-        rendered = apply_recipes(tensors, recipes)
-        for (record, _), image in zip(chunk, rendered):
+        for (record, _), image in zip(chunk, apply_recipes(tensors, recipes)):
             record["sha256"] = self._write(record, image)
 
     def _resolve(self, path: str) -> Path:
