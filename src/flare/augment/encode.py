@@ -10,6 +10,7 @@ files small. ``encoder: pillow`` uses :func:`flare.core.io.encode_image`. JPEG a
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import numpy as np
@@ -23,17 +24,17 @@ PNG_FILTER = "up"  # cheapest filter that keeps level-1 files as small as Pillow
 PNG_STRATEGY = "rle"  # zlib strategy; rows recorded without one were written with zlib's default
 
 
-def _fpng():
+def _encoder_module(name: str):
+    """``fpng`` or ``imagecodecs`` (both declared dependencies), or a one-line error naming the fallback."""
     try:
-        import fpng
+        return importlib.import_module(name)
     except ImportError:  # pragma: no cover - a declared dependency
-        raise ConfigError("augment.png_encoder: fpng is not installed; use imagecodecs or pillow") from None
-    return fpng
+        raise ConfigError(f"augment.png_encoder: {name} is not installed; use pillow") from None
 
 
 def fpng_version() -> str:
     """Recorded with each fpng row: another fpng version may compress the same pixels to other bytes."""
-    return _fpng().__version__
+    return _encoder_module("fpng").__version__
 
 
 def encode_variant(array: np.ndarray, options: dict[str, Any]) -> bytes:
@@ -42,12 +43,9 @@ def encode_variant(array: np.ndarray, options: dict[str, Any]) -> bytes:
     fmt = options.pop("format")
     encoder = options.pop("encoder", "pillow")
     if fmt == "png" and encoder == "fpng":
-        return bytes(_fpng().from_ndarray(np.ascontiguousarray(array)))
+        return bytes(_encoder_module("fpng").from_ndarray(np.ascontiguousarray(array)))
     if fmt == "png" and encoder == "imagecodecs":
-        try:
-            import imagecodecs
-        except ImportError:  # pragma: no cover - a declared dependency
-            raise ConfigError("augment.png_encoder: imagecodecs is not installed; use pillow") from None
+        imagecodecs = _encoder_module("imagecodecs")
         png_filter = getattr(imagecodecs.PNG.FILTER, options.get("png_filter", PNG_FILTER).upper())
         strategy = getattr(imagecodecs.PNG.STRATEGY, options.get("png_strategy", "default").upper())
         return bytes(imagecodecs.png_encode(np.ascontiguousarray(array), level=options["png_compress_level"],

@@ -15,7 +15,7 @@ from typing import Iterator
 from flare.core.errors import FlareError
 
 __all__ = ["atomic_write_bytes", "write_rerenderable_bytes", "atomic_output", "safe_join", "sha256_file",
-           "sha256_bytes", "TEMP_PREFIX", "output_is_valid", "remove_stale_temp_files"]
+           "update_digest", "sha256_bytes", "TEMP_PREFIX", "output_is_valid", "remove_stale_temp_files"]
 
 # Temp files start with this prefix so that resume logic and tests can find leftovers.
 TEMP_PREFIX = ".flare-tmp-"
@@ -77,11 +77,15 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
+    return update_digest(hashlib.sha256(), path, chunk_size).hexdigest()
+
+
+def update_digest(digest: "hashlib._Hash", path: str | Path, chunk_size: int = 1 << 20) -> "hashlib._Hash":
+    """Feed the file at ``path`` to ``digest`` in chunks (weight files can be gigabytes); returns ``digest``."""
     with open(path, "rb") as handle:
         while chunk := handle.read(chunk_size):
             digest.update(chunk)
-    return digest.hexdigest()
+    return digest
 
 
 _DECODABLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif")

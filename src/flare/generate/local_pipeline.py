@@ -14,6 +14,7 @@ import torch
 
 from flare.core.device import pipeline_dtype, select_device
 from flare.core.errors import ConfigError
+from flare.core.files import update_digest
 
 __all__ = ["load_local_pipeline", "folder_hash"]
 
@@ -23,7 +24,7 @@ def folder_hash(folder: Path, pattern: str = "*.safetensors") -> str:
     digest = hashlib.sha256()
     for file in sorted(Path(folder).rglob(pattern)):
         digest.update(str(file.relative_to(folder)).encode())
-        digest.update(file.read_bytes())
+        update_digest(digest, file)  # streamed: a pipeline's weights are gigabytes
     return digest.hexdigest()[:16]
 
 
