@@ -15,9 +15,9 @@ from flare.core.errors import ConfigError, FlareError
 from flare.core.io import load_rgb, write_image
 from flare.core.manifest import Manifest
 from flare.core.taxonomy import load_taxonomy
-from flare.evaluate.benchmark import BenchmarkSettings, run_benchmark
-from flare.evaluate.label_mapping import load_label_mapping
-from flare.evaluate.metrics import classification_metrics, collapse_probabilities, mean_std, paired_differences
+from flare.classify.benchmark import BenchmarkSettings, run_benchmark
+from flare.classify.label_mapping import load_label_mapping
+from flare.metrics.classification import classification_metrics, collapse_probabilities, mean_std, paired_differences
 from test_benchmark_workdir import build_workdir
 
 torch.set_num_threads(1)
@@ -85,7 +85,7 @@ def test_every_method_trains_and_is_aggregated_over_seeds(benchmark_run):
 
 def test_rerun_skips_finished_cells(benchmark_run, monkeypatch):
     workdir, summary = benchmark_run
-    import flare.evaluate.benchmark as benchmark
+    import flare.classify.benchmark as benchmark
 
     def fail(*args, **kwargs):
         raise AssertionError("a finished cell was trained again")
@@ -222,7 +222,7 @@ def test_every_backbone_classifies_and_gives_features(name):
 
 
 def test_synth_only_trains_on_generated_rows_alone_and_t2i_aug_adds_them_to_the_real_ones(sim_dataset, tmp_path):
-    from flare.evaluate.variants import method_datasets
+    from flare.classify.variants import method_datasets
 
     workdir = build_workdir(sim_dataset, tmp_path)
     data = method_datasets(workdir, ["T2I_Aug", "Synth_Only"])

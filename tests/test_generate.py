@@ -225,7 +225,8 @@ def test_unknown_backend_and_model_path_errors_are_flare_errors():
 
 # ---------------------------------------------------------------------------------------------- quality and filter
 def test_quality_table_and_filter(generated):
-    from flare.evaluate.synthetic_quality import filter_synthetic, manifold_precision_recall, synthetic_quality
+    from flare.generate.filtering import filter_synthetic
+    from flare.metrics.synthetic import manifold_precision_recall, synthetic_quality
 
     result, _ = generated
     report = synthetic_quality(result.manifest, epochs=2, resolution_px=16)

@@ -16,8 +16,8 @@ from flare.classify.registry import get_preset
 from flare.cli import app
 from flare.core.manifest import Manifest
 from flare.core.taxonomy import load_taxonomy
-from flare.evaluate.benchmark import BenchmarkSettings, run_benchmark
-from flare.evaluate.metrics import classification_metrics
+from flare.classify.benchmark import BenchmarkSettings, run_benchmark
+from flare.metrics.classification import classification_metrics
 from test_benchmark_workdir import build_workdir
 
 torch.set_num_threads(1)

@@ -175,7 +175,7 @@ def test_cli_upscale_and_backends(sim_dataset, tmp_path):
 
 
 def test_hallucination_count_sees_an_invented_source():
-    from flare.evaluate.sr import hallucinated_sources, score_image
+    from flare.metrics.sr import hallucinated_sources, score_image
 
     rng = np.random.default_rng(0)
     truth = np.clip(rng.normal(20, 2, (64, 64, 3)), 0, 255).astype(np.uint8)
@@ -189,7 +189,8 @@ def test_hallucination_count_sees_an_invented_source():
 
 
 def test_evaluate_sr_on_simulated_truth(sim_dataset):
-    from flare.evaluate.sr import evaluate_sr, scores_table
+    from flare.metrics.sr import scores_table
+    from flare.upscale.evaluation import evaluate_sr
 
     scores, per_image = evaluate_sr(sim_dataset, ["bicubic", "lanczos"], split=None, max_images=6)
     assert [s.backend for s in scores] == ["bicubic", "lanczos"] and len(per_image) == 12
@@ -212,7 +213,7 @@ def test_a_knot_inside_a_truth_galaxy_is_not_a_hallucination():
     """A knot that sep splits off in the output, 24 px from the galaxy's centroid but inside the galaxy's
     footprint in the truth (where it is fainter and not deblended), is real: centroid matching alone would
     count it as invented."""
-    from flare.evaluate.sr import MATCH_RADIUS_PX, detect_sources, hallucinated_sources
+    from flare.metrics.sr import MATCH_RADIUS_PX, detect_sources, hallucinated_sources
 
     rng = np.random.default_rng(1)
     yy, xx = np.mgrid[:96, :96]

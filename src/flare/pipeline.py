@@ -57,12 +57,18 @@ def _step_augment(config: FlareConfig, workdir: Path, outputs: dict[str, Path]) 
 
 
 def _step_generate(config: FlareConfig, workdir: Path, outputs: dict[str, Path]) -> Path:
-    """Stage 3 on the upscaled images when stage 1 ran, else on the data folder (embedded: trains first)."""
+    """Stage 3 on the upscaled images when stage 1 ran, else on the data folder (embedded: trains first).
+
+    Generated images reach the dataset's size through stage 1's upscaler, handed to stage 3 as a component."""
+    import functools
+
     from flare.generate.stage import run_generate
+    from flare.upscale import create_upscaler
 
     out = workdir / "generate"
     source = outputs.get("upscale") or outputs["data"]
-    run_generate(source, out, config.generate, seed=config.seed, executor=config.executor)
+    run_generate(source, out, config.generate, seed=config.seed, executor=config.executor,
+                 upscaler=functools.partial(create_upscaler, config.generate.upscale_backend))
     return out
 
 
@@ -83,10 +89,11 @@ def _step_combine(config: FlareConfig, workdir: Path, outputs: dict[str, Path]) 
 
 def _step_benchmark(config: FlareConfig, workdir: Path, outputs: dict[str, Path]) -> Path:
     """Train the preset's classifiers on every method whose stage folder exists (missing ones are noted)."""
-    from flare.evaluate.benchmark import run_benchmark, settings_from_config
+    from flare.augment.loader import load_row_image
+    from flare.classify.benchmark import run_benchmark, settings_from_config
 
     out = workdir / "benchmark"
-    run_benchmark(workdir, settings_from_config(config.benchmark), out)
+    run_benchmark(workdir, settings_from_config(config.benchmark), out, render=load_row_image)
     return out
 
 

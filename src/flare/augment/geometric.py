@@ -5,6 +5,9 @@ warps (its CPU kernel computes every output pixel with the same vector code, wha
 so the same parameters give the same pixels whatever the batch or thread count. Flips and quarter turns only move pixels and work on uint8 directly. Which ones mirror the image (and so swap mirror-pair
 labels, e.g. clockwise ↔ anticlockwise spirals): horizontal and vertical flips do; a quarter turn does not
 (a rotation keeps a spiral's sense of winding); crops and mild perspective warps do not.
+
+The geometric presets are registered at the end of this module (``hflip``, ``vflip``, ``rot90``,
+``resized_crop``, ``perspective``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from flare.augment.base import AugmentTransform
+from flare.augment.base import AugmentTransform, Preset
+from flare.augment.registry import register_preset
 from flare.core.errors import ConfigError
 
 __all__ = ["HorizontalFlip", "VerticalFlip", "Rot90", "RandomResizedCrop", "RandomPerspective", "perspective_matrix"]
@@ -244,3 +248,35 @@ class RandomPerspective(AugmentTransform):
         out = images.clone()
         out[chosen] = warped
         return out
+
+
+# ---------------------------------------------------------------------------------------------- presets
+
+@register_preset("hflip", default=True, mirrors=True)
+def hflip() -> Preset:
+    """Horizontal flip (always; one distinct variant). Swaps mirror-pair labels."""
+    return Preset("hflip", (HorizontalFlip(p=1.0),))
+
+
+@register_preset("resized_crop", mirrors=False)
+def resized_crop(scale_low: float = 0.75, scale_high: float = 0.90) -> Preset:
+    """Random resized crop, area scale 0.75–0.90, aspect 3/4–4/3, back to the input size."""
+    return Preset("resized_crop", (RandomResizedCrop(scale=(scale_low, scale_high)),))
+
+
+@register_preset("perspective", mirrors=False)
+def perspective(distortion_scale: float = 0.2, p: float = 0.5) -> Preset:
+    """Random perspective, distortion 0.2, p 0.5 (black fill)."""
+    return Preset("perspective", (RandomPerspective(distortion_scale=distortion_scale, p=p),))
+
+
+@register_preset("rot90", mirrors=False)
+def rot90() -> Preset:
+    """Quarter turns k = 1, 2, 3 (three distinct variants). Labels are kept: a rotation does not mirror."""
+    return Preset("rot90", (Rot90(),))
+
+
+@register_preset("vflip", mirrors=True)
+def vflip() -> Preset:
+    """Vertical flip (always; one distinct variant). Swaps mirror-pair labels."""
+    return Preset("vflip", (VerticalFlip(p=1.0),))

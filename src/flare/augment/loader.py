@@ -36,6 +36,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from flare.augment.base import apply_recipes
+from flare.core.dataset import TAXONOMY_NAME, inferred_taxonomy
 from flare.core.errors import ManifestError
 from flare.core.io import load_rgb
 from flare.core.manifest import TRAIN_ONLY_STAGES, Manifest, base_images
@@ -106,11 +107,9 @@ class ManifestImageDataset(Dataset):
             raise ManifestError(f"loader.classes: labels {missing} are not among {self.classes}")
 
     def _default_classes(self) -> list[str]:
-        taxonomy_file = self.manifest.root / "taxonomy.yaml"
-        if taxonomy_file.is_file():
-            taxonomy = load_taxonomy(taxonomy_file)
-            return taxonomy.fine_classes if self.label_column == "label" else taxonomy.macro_classes
-        return sorted(set(self.manifest.frame[self.label_column].dropna().astype(str)))
+        taxonomy_file = self.manifest.root / TAXONOMY_NAME
+        taxonomy = load_taxonomy(taxonomy_file) if taxonomy_file.is_file() else inferred_taxonomy(self.manifest)
+        return taxonomy.fine_classes if self.label_column == "label" else taxonomy.macro_classes
 
     def __len__(self) -> int:
         return len(self.rows)

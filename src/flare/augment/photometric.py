@@ -3,6 +3,9 @@
 None of these mirrors the image, so labels never change. Every step is element-wise (the colour-space
 conversion is the closed form of torchvision's, with exact IEEE operations); the per-image reductions (mean grey level,
 percentiles) run in NumPy float64 so that batching cannot change a single pixel.
+
+The photometric presets are registered at the end of this module (``color_jitter``, ``flip_color_jitter``,
+which adds a horizontal flip, ``noise``, ``psf_blur``).
 """
 
 from __future__ import annotations
@@ -14,14 +17,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from flare.augment.base import AugmentTransform
+from flare.augment.base import AugmentTransform, Preset
+from flare.augment.geometric import HorizontalFlip
+from flare.augment.registry import register_preset
+from flare.core.degrade import gaussian_kernel
 from flare.core.errors import ConfigError
 
 __all__ = ["ColorJitter", "GaussianNoise", "PSFBlur", "shift_hue"]
 
 # ITU-R 601 weights, as torchvision's rgb_to_grayscale.
 _GREY_WEIGHTS = (0.2989, 0.587, 0.114)
-_FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
 
 def _grey(images: torch.Tensor) -> torch.Tensor:
@@ -163,15 +168,6 @@ class GaussianNoise(AugmentTransform):
         return out
 
 
-def gaussian_kernel(fwhm_px: float) -> list[float]:
-    """Normalised 1-D Gaussian of the given FWHM (pixels), radius ceil(3 sigma), float64 → float32 weights."""
-    sigma = fwhm_px / _FWHM_PER_SIGMA
-    radius = max(1, math.ceil(3.0 * sigma))
-    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
-    weights = np.exp(-0.5 * (offsets / sigma) ** 2)
-    return [float(np.float32(w)) for w in weights / weights.sum()]
-
-
 def _separable_blur(image: torch.Tensor, weights: list[float]) -> torch.Tensor:
     radius = len(weights) // 2
     height, width = image.shape[-2:]
@@ -207,3 +203,30 @@ class PSFBlur(AugmentTransform):
                 raise ConfigError(f"augment.psf_blur.fwhm_px: {p['fwhm_px']:.2f} is too wide for a {width}x{height} image")
             out[i] = _separable_blur(images[i], weights).clamp(0.0, 1.0)
         return out
+
+
+# ---------------------------------------------------------------------------------------------- presets
+
+@register_preset("color_jitter", mirrors=False)
+def color_jitter(brightness: float = 0.6, contrast: float = 0.4, saturation: float = 0.3, hue: float = 0.2) -> Preset:
+    """Colour jitter: brightness 0.6, contrast 0.4, saturation 0.3, hue 0.2 (random order)."""
+    return Preset("color_jitter", (ColorJitter(brightness, contrast, saturation, hue),))
+
+
+@register_preset("flip_color_jitter", mirrors=True)
+def flip_color_jitter(p: float = 0.5, brightness: float = 0.2, contrast: float = 0.7, saturation: float = 0.5,
+                      hue: float = 0.5) -> Preset:
+    """Horizontal flip (p 0.5) + colour jitter: brightness 0.2, contrast 0.7, saturation 0.5, hue ±0.5."""
+    return Preset("flip_color_jitter", (HorizontalFlip(p=p), ColorJitter(brightness, contrast, saturation, hue)))
+
+
+@register_preset("noise", mirrors=False)
+def noise(snr_low: float = 10.0, snr_high: float = 30.0) -> Preset:
+    """Gaussian noise at an SNR of 10–30 (peak above sky / sigma); astronomy-safe."""
+    return Preset("noise", (GaussianNoise(snr=(snr_low, snr_high)),))
+
+
+@register_preset("psf_blur", mirrors=False)
+def psf_blur(fwhm_low_px: float = 1.0, fwhm_high_px: float = 2.5) -> Preset:
+    """Gaussian PSF blur, FWHM 1.0–2.5 px (seeing variation); astronomy-safe."""
+    return Preset("psf_blur", (PSFBlur(fwhm_px=(fwhm_low_px, fwhm_high_px)),))

@@ -30,26 +30,21 @@ from flare.augment.base import Preset, apply_recipes, recipe_mirrors
 from flare.augment.encode import PNG_FILTER, PNG_STRATEGY, encode_variant, fpng_version
 from flare.augment.registry import create_preset, list_presets
 from flare.core.config import AugmentConfig, ExecutorConfig
+from flare.core.dataset import Dataset, derive_row
 from flare.core.errors import ConfigError, ManifestError
 from flare.core.files import output_is_valid, sha256_bytes, write_rerenderable_bytes
 from flare.core.io import load_rgb
 from flare.core.manifest import Manifest, base_images, derived_id
 from flare.core.seeding import derive_seed
-from flare.core.taxonomy import Taxonomy, load_taxonomy
+from flare.core.taxonomy import Taxonomy
 from flare.executors import map_batches
 
-__all__ = ["AugmentWorker", "augment_dataset", "replay_dataset", "export_lazy", "ReplayReport", "dataset_taxonomy",
+__all__ = ["AugmentWorker", "augment_dataset", "replay_dataset", "export_lazy", "ReplayReport",
            "encode_options", "plan_variants", "STAGE", "BACKEND"]
 
 STAGE = "augment"
 BACKEND = "flare.augment"
 _SUFFIX = {"png": "png", "jpeg": "jpg", "webp": "webp"}
-
-
-def dataset_taxonomy(root: str | Path) -> Taxonomy | None:
-    """The dataset's ``taxonomy.yaml`` (mirror pairs, macro labels), or None when it has none."""
-    file = Path(root) / "taxonomy.yaml"
-    return load_taxonomy(file) if file.is_file() else None
 
 
 def encode_options(config: AugmentConfig) -> dict[str, Any]:
@@ -120,15 +115,13 @@ class AugmentWorker:
                 macro = self.taxonomy.fine_to_macro.get(label, row.get("macro_label") or label)
                 image_id = derived_id(row["id"], STAGE, f"_{name}_{variant}")
                 suffix = _SUFFIX[self.encode["format"]]
-                records.append({
-                    "id": image_id, "path": f"{STAGE}/{label}/{image_id}.{suffix}", "sha256": "",
-                    "label": label, "macro_label": macro, "origin_id": row["origin_id"], "split": "train",
-                    "stage": STAGE, "operation": name, "seed": seed, "backend": BACKEND,
-                    "parent_ids": [row["id"]], "truth_path": "",
-                    "params": {"preset": name, "variant": variant, "recipe": recipe, "mirrored": mirrored,
-                               "parent_label": row["label"], "size_px": [height, width], "encode": self.encode,
-                               "materialised": self.mode != "lazy", "run_seed": self.run_seed},
-                })
+                records.append(derive_row(
+                    row, id=image_id, path=f"{STAGE}/{label}/{image_id}.{suffix}", sha256="",
+                    label=label, macro_label=macro, split="train", stage=STAGE, operation=name, seed=seed,
+                    backend=BACKEND,
+                    params={"preset": name, "variant": variant, "recipe": recipe, "mirrored": mirrored,
+                            "parent_label": row["label"], "size_px": [height, width], "encode": self.encode,
+                            "materialised": self.mode != "lazy", "run_seed": self.run_seed}))
         return records
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
@@ -203,24 +196,22 @@ def augment_dataset(dataset: str | Path, out: str | Path, config: AugmentConfig 
             raise ConfigError(f"augment.unsafe: {name!r} is not one of the chosen presets {', '.join(config.presets)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    source = Manifest.read(dataset).rebase(out)
-    taxonomy = dataset_taxonomy(dataset)
+    derived = Dataset.open(dataset).derive(out)
+    source, taxonomy = derived.manifest, derived.taxonomy
     parents = base_images(source).filter(split="train")
     if not len(parents):
         raise ManifestError(f"augment: {str(dataset)!r} has no train images to augment")
     worker_kwargs = {
         "root": str(out), "presets": list(config.presets), "k": config.k, "run_seed": seed, "mode": config.mode,
         "encode": encode_options(config), "unsafe": {k: list(v) for k, v in config.unsafe.items()},
-        "mirror_pairs": [list(p) for p in taxonomy.mirror_pairs] if taxonomy else [],
-        "fine_to_macro": dict(taxonomy.fine_to_macro) if taxonomy else {},
+        "mirror_pairs": [list(p) for p in taxonomy.mirror_pairs],
+        "fine_to_macro": dict(taxonomy.fine_to_macro),
         "batch_size": config.batch_size, "workers": config.workers,
     }
     new_rows = map_batches(AugmentWorker, parents.frame, worker_kwargs=worker_kwargs, executor=executor,
                            description=f"augment: {config.mode}", checkpoint_dir=out)
     manifest = source.append(new_rows.to_dict("records") if len(new_rows) else [])
-    manifest.write()
-    if taxonomy is not None:
-        taxonomy.save(out / "taxonomy.yaml")
+    derived.with_manifest(manifest).write()
     return manifest
 
 

@@ -2,16 +2,19 @@
 
 ``create_model(pretrained=False)`` builds the architecture; :func:`load_local_weights` then loads a safetensors
 (or ``torch.load(weights_only=True)``) state dict the user names, dropping the classifier head when its shape
-differs. Without a weights file the report says the model was trained from scratch.
+differs. Without a weights file the report says the model was trained from scratch. Every name in
+``BACKBONES`` is registered with the classify registry (``create_classifier``; ``resnet18`` is the default).
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from flare.classify.registry import register_classifier
 from flare.core.errors import ConfigError
 
 __all__ = ["BACKBONES", "build_backbone", "load_local_weights"]
@@ -76,3 +79,13 @@ def load_local_weights(model: torch.nn.Module, path: str | Path) -> list[str]:
         raise ConfigError(f"benchmark.pretrained: no tensor in {str(path)!r} matches the backbone")
     model.load_state_dict(usable, strict=False)
     return sorted(set(own) - set(usable))
+
+
+def _create(name: str, num_classes: int = 2, image_size_px: int = 64) -> torch.nn.Module:
+    return build_backbone(name, num_classes, image_size_px)[0]
+
+
+for _name, (_architecture, _extra, _) in BACKBONES.items():
+    register_classifier(_name, description=f"backbone: timm {_architecture}" + (" (narrow, 1 block per stage)"
+                        if _extra.get("layers") else ""), default=_name == "resnet18")(
+        functools.partial(_create, _name))

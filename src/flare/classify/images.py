@@ -3,7 +3,8 @@
 Every image is resized with PIL bicubic to ``size_px`` × ``size_px``; for LR inputs that *is* the bicubic
 upscale of the Raw_LR baseline. Rows are keyed by their resolved path and sha256, so the same file decoded for
 five methods and three seeds is decoded once per process; an npz per row set makes a re-run start instantly.
-A row whose file does not exist (a lazy augmentation) is rendered by ``flare.augment.loader`` when available.
+A row whose file does not exist (a lazy augmentation) is rendered by the ``render`` component the caller hands
+in (``pipeline.py`` and the CLI pass ``flare.augment.loader.load_row_image``), so classify never imports augment.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
@@ -21,7 +22,10 @@ from flare.core.files import atomic_output
 from flare.core.io import load_rgb
 from flare.core.manifest import Manifest
 
-__all__ = ["resize_square", "ImageTensorCache", "load_row_image"]
+__all__ = ["resize_square", "ImageTensorCache", "load_row_image", "RowRenderer"]
+
+# ``render(manifest, row) -> (H, W, 3) uint8``: draws a row that has no file (a lazy augmentation recipe)
+RowRenderer = Callable[[Manifest, dict[str, Any]], np.ndarray]
 
 
 def resize_square(image: np.ndarray, size_px: int) -> np.ndarray:
@@ -31,16 +35,11 @@ def resize_square(image: np.ndarray, size_px: int) -> np.ndarray:
     return np.ascontiguousarray(image.transpose(2, 0, 1))
 
 
-def load_row_image(manifest: Manifest, row: dict[str, Any]) -> np.ndarray:
-    """The RGB image of a manifest row, rendering lazy augmentations that have no file."""
+def load_row_image(manifest: Manifest, row: dict[str, Any], render: RowRenderer | None = None) -> np.ndarray:
+    """The RGB image of a manifest row; a row without a file is drawn by ``render`` (lazy augmentations)."""
     path = manifest.resolve(row["path"])
     if path.is_file():
         return load_rgb(path)
-    try:
-        from flare.augment import loader  # lazy recipes: optional, owned by the augment stage
-    except ImportError:
-        loader = None
-    render = getattr(loader, "load_row_image", None) if loader else None
     if render is None:
         raise ManifestError(f"manifest: image {str(path)!r} of row {row['id']!r} does not exist")
     return np.asarray(render(manifest, row), dtype=np.uint8)
@@ -49,8 +48,10 @@ def load_row_image(manifest: Manifest, row: dict[str, Any]) -> np.ndarray:
 class ImageTensorCache:
     """``rows → (N, 3, S, S)`` uint8, memoised per row in memory and per row set in ``cache_dir``."""
 
-    def __init__(self, size_px: int, cache_dir: str | Path | None = None, workers: int = 2):
+    def __init__(self, size_px: int, cache_dir: str | Path | None = None, workers: int = 2,
+                 render: RowRenderer | None = None):
         self.size_px = size_px
+        self.render = render
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.workers = workers
         self._memory: dict[str, np.ndarray] = {}
@@ -73,7 +74,7 @@ class ImageTensorCache:
         missing = [(k, r) for k, r in zip(keys, rows) if k not in self._memory]
         if missing:
             def decode(item: tuple[str, dict[str, Any]]) -> np.ndarray:
-                return resize_square(load_row_image(manifest, item[1]), self.size_px)
+                return resize_square(load_row_image(manifest, item[1], self.render), self.size_px)
 
             with ThreadPoolExecutor(max_workers=self.workers) as pool:
                 for (key, _), image in zip(missing, pool.map(decode, missing)):

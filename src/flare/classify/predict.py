@@ -23,7 +23,7 @@ from flare.core.errors import FlareError, ImageReadError
 from flare.core.files import atomic_output
 from flare.core.io import FITS_SUFFIXES, IMAGE_SUFFIXES, read_image
 from flare.core.progress import make_progress
-from flare.evaluate.scoring import macro_probabilities
+from flare.metrics.scoring import macro_probabilities
 
 __all__ = ["collect_inputs", "predict_files", "write_predictions", "sort_images", "run_predict"]
 

@@ -1,53 +1,62 @@
-"""``Registry("classify")``: backbones (``create_classifier``) and benchmark presets, listed by ``flare backends``."""
+"""``Registry("classify")``: backbones (``create_classifier``) and benchmark presets (``get_preset``), both
+listed by ``flare backends``.
+
+Only the registry lives here: ``backbones.py`` registers the backbones and ``presets.py`` the presets, and
+``import flare.classify`` loads both. One registry holds both kinds (entry meta ``kind``: ``backbone`` or
+``preset``; a preset's entry is ``preset-<name>``), so ``flare backends`` lists them under one stage.
+"""
 
 from __future__ import annotations
 
-import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
-from flare.classify.backbones import BACKBONES, build_backbone
-from flare.classify.presets import PRESETS, BenchmarkPreset
 from flare.core.errors import ConfigError
 from flare.core.registry import Registry
 
-__all__ = ["CLASSIFY_REGISTRY", "register_classifier", "create_classifier", "list_classifiers", "get_preset",
-           "list_presets"]
+if TYPE_CHECKING:  # presets.py imports this module to register the presets
+    from flare.classify.presets import BenchmarkPreset
+
+__all__ = ["CLASSIFY_REGISTRY", "register_classifier", "register_preset", "create_classifier", "list_classifiers",
+           "get_preset", "list_presets"]
 
 CLASSIFY_REGISTRY = Registry("classify")
-register_classifier = CLASSIFY_REGISTRY.register
+_PRESET_PREFIX = "preset-"
 
 
-def _backbone_factory(name: str, num_classes: int = 2, image_size_px: int = 64) -> Any:
-    return build_backbone(name, num_classes, image_size_px)[0]
+def register_classifier(name: str, *, description: str = "", default: bool = False,
+                        **meta: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator registering a backbone factory (options ``num_classes``, ``image_size_px``) under ``name``."""
+    return CLASSIFY_REGISTRY.register(name, description=description, default=default, kind="backbone", **meta)
 
 
-for _name, (_architecture, _extra, _) in BACKBONES.items():
-    register_classifier(_name, description=f"backbone: timm {_architecture}" + (" (narrow, 1 block per stage)"
-                        if _extra.get("layers") else ""), default=_name == "resnet18", kind="backbone")(
-        functools.partial(_backbone_factory, _name))
+def register_preset(name: str, *,
+                    description: str) -> Callable[[Callable[[], BenchmarkPreset]], Callable[[], BenchmarkPreset]]:
+    """Decorator registering a benchmark preset factory as ``preset-<name>``."""
+    return CLASSIFY_REGISTRY.register(f"{_PRESET_PREFIX}{name}", description=f"preset: {description}", kind="preset")
 
-for _preset in PRESETS.values():
-    register_classifier(f"preset-{_preset.name}", description=f"preset: {_preset.description}",
-                        kind="preset")(functools.partial(lambda p: p, _preset))
+
+def _kind(name: str) -> str | None:
+    return CLASSIFY_REGISTRY.get(name).meta.get("kind")
 
 
 def create_classifier(name: str, num_classes: int, image_size_px: int) -> Any:
     """A randomly initialised backbone ``name`` with ``num_classes`` outputs."""
-    entry = CLASSIFY_REGISTRY.get(name)
-    if entry.meta.get("kind") != "backbone":
+    if _kind(name) != "backbone":
         raise ConfigError(f"benchmark.backbones: {name!r} is a preset, not a backbone")
-    return entry.factory(num_classes=num_classes, image_size_px=image_size_px)
+    return CLASSIFY_REGISTRY.create(name, num_classes=num_classes, image_size_px=image_size_px)
 
 
 def list_classifiers(pattern: str = "*") -> list[str]:
-    return [n for n in CLASSIFY_REGISTRY.list(pattern) if CLASSIFY_REGISTRY.get(n).meta.get("kind") == "backbone"]
+    return [n for n in CLASSIFY_REGISTRY.list(pattern) if _kind(n) == "backbone"]
 
 
-def list_presets() -> list[str]:
-    return sorted(PRESETS)
+def list_presets(pattern: str = "*") -> list[str]:
+    return [n.removeprefix(_PRESET_PREFIX) for n in CLASSIFY_REGISTRY.list(f"{_PRESET_PREFIX}{pattern}")
+            if _kind(n) == "preset"]
 
 
 def get_preset(name: str) -> BenchmarkPreset:
-    if name not in PRESETS:
-        raise ConfigError(f"benchmark.preset: {name!r} is not one of {', '.join(sorted(PRESETS))}")
-    return PRESETS[name]
+    known = list_presets()
+    if name not in known:
+        raise ConfigError(f"benchmark.preset: {name!r} is not one of {', '.join(known)}")
+    return CLASSIFY_REGISTRY.create(f"{_PRESET_PREFIX}{name}")

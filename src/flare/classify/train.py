@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from flare.classify.presets import BenchmarkPreset
 from rich.progress import Progress
 
+from flare.classify.presets import BenchmarkPreset
 from flare.core.progress import make_progress
 from flare.core.seeding import derive_seed
+from flare.metrics.classification import macro_f1
 
 __all__ = ["TrainResult", "train_classifier", "infer", "to_input"]
 
@@ -38,17 +38,6 @@ class TrainResult:
     best_epoch: int
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def _macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
-    present = np.unique(y_true)
-    scores = []
-    for c in present:
-        tp = np.sum((y_pred == c) & (y_true == c))
-        fp = np.sum((y_pred == c) & (y_true != c))
-        fn = np.sum((y_pred != c) & (y_true == c))
-        scores.append(2 * tp / max(2 * tp + fp + fn, 1))
-    return float(np.mean(scores)) if scores else 0.0
 
 
 @torch.no_grad()
@@ -137,7 +126,7 @@ def train_classifier(model: torch.nn.Module, train_images: np.ndarray, train_lab
             probs, _ = infer(model, val_images, preset.eval_batch_size, device, description=f"  val {epoch}",
                              progress=progress)
             val_pred = probs.argmax(1) if len(probs) else np.zeros(0, int)
-            score = _macro_f1(val_labels, val_pred, num_classes)
+            score = macro_f1(val_labels, val_pred)
             history.append({"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else float("nan"),
                             "val_macro_f1": score, "val_accuracy": float(np.mean(val_pred == val_labels)) if len(val_labels) else 0.0,
                             "train_seconds": train_seconds, "seconds": time.perf_counter() - epoch_started})

@@ -1,4 +1,9 @@
-"""What every CLI module shares: a group with a default command, config resolution, one-line errors."""
+"""What every CLI module shares: a group with a default command, config resolution, one-line errors.
+
+Options default to ``None`` (not given). A value the user did not give comes from the run config
+(:func:`resolve_config`) or from the library function's own default (:func:`given`), never from a literal in
+the CLI, so each default has one home (``tests/test_defaults.py`` checks).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from pydantic import ValidationError
 from flare.core.config import FlareConfig, apply_overrides, format_validation_error, load_config
 from flare.core.errors import ConfigError, FlareError
 
-__all__ = ["DefaultCommandGroup", "console", "err_console", "handle_errors", "resolve_config", "stage_app",
+__all__ = ["DefaultCommandGroup", "console", "err_console", "given", "handle_errors", "resolve_config", "stage_app",
            "ShardOption", "ExecutorOption", "WorkersOption", "ConfigOption", "SetOption", "SeedOption"]
 
 console = Console()
@@ -88,6 +93,12 @@ def resolve_config(config_path: Path | None, overrides: list[str] | None = None,
         return FlareConfig.model_validate(apply_overrides(config.model_dump(), present))
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
+
+
+def given(**options: Any) -> dict[str, Any]:
+    """The options the user gave (``None``: not given), as keyword arguments: a library function's own
+    defaults hold for the rest, so the CLI never restates them."""
+    return {name: value for name, value in options.items() if value is not None}
 
 
 def is_interactive() -> bool:

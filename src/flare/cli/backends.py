@@ -9,13 +9,12 @@ from rich.table import Table
 from flare.cli._common import console
 from flare.core.registry import all_registries
 
-# Importing a stage's registry module registers its backends.
-STAGE_REGISTRY_MODULES = ["flare.upscale.registry", "flare.augment.registry", "flare.generate.registry",
-                          "flare.classify.registry"]
+# Importing a stage package registers its backends (its __init__ imports the modules that register them).
+STAGE_PACKAGES = ["flare.upscale", "flare.augment", "flare.generate", "flare.classify"]
 
 
 def load_all_registries():
-    for module in STAGE_REGISTRY_MODULES:
+    for module in STAGE_PACKAGES:
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -24,7 +24,8 @@ def command(target: Annotated[Optional[Path], typer.Argument(help="A run config 
             ood: Annotated[Optional[list[Path]], typer.Option("--ood", help="Label-mapping YAML of an out-of-domain set (repeatable).")] = None,
             set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override: section.key=value.")] = None) -> None:
     """Train each backbone on Raw_LR, Raw_HR, Raw_Aug, T2I_Aug and FLARE; a re-run skips finished cells."""
-    from flare.evaluate.benchmark import run_benchmark, settings_from_config
+    from flare.augment.loader import load_row_image
+    from flare.classify.benchmark import run_benchmark, settings_from_config
 
     workdir = None
     if target is not None and target.is_dir():
@@ -37,7 +38,8 @@ def command(target: Annotated[Optional[Path], typer.Argument(help="A run config 
         "benchmark.image_size_px": image_size, "benchmark.macro_mode": macro_mode})
     workdir = workdir or Path(cfg.workdir)
     settings = settings_from_config(cfg.benchmark, [str(p) for p in ood or []])
-    summary = run_benchmark(workdir, settings, out, log=lambda line: console.print(line, highlight=False, markup=False))
+    summary = run_benchmark(workdir, settings, out, log=lambda line: console.print(line, highlight=False, markup=False),
+                            render=load_row_image)
     _print_table(summary)
 
 

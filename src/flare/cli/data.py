@@ -8,7 +8,9 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from flare.cli._common import ConfigOption, SeedOption, SetOption, console, err_console, handle_errors, resolve_config
+from flare.cli._common import (
+    ConfigOption, SeedOption, SetOption, console, err_console, given, handle_errors, resolve_config,
+)
 from flare.core.errors import FlareError
 from flare.core.manifest import Manifest
 
@@ -40,14 +42,15 @@ def ingest(source: Annotated[Path, typer.Argument(help="Folder of class folders,
            stretch: Annotated[Optional[str], typer.Option(help="FITS stretch: linear, asinh, log, sqrt.")] = None,
            interval: Annotated[Optional[str], typer.Option(help="FITS interval: percentile, zscale, minmax.")] = None,
            hdu: Annotated[Optional[str], typer.Option(help="FITS HDU index or EXTNAME.")] = None,
-           storage: Annotated[Optional[str], typer.Option(help="auto, convert or reference.")] = None) -> None:
+           storage: Annotated[Optional[str], typer.Option(help="auto, convert or reference.")] = None,
+           origin_from: Annotated[Optional[str], typer.Option(help="Origin when the table gives none: path (class folder + file name) or stem (the file name is the object id, e.g. GZ1 objids).")] = None) -> None:
     """Read, validate and split images; bad files go to quarantine.csv with the reason."""
     from flare.data.ingest import ingest as run_ingest
 
     hdu_value = int(hdu) if hdu is not None and hdu.lstrip("-").isdigit() else hdu
     cfg = resolve_config(config, set_, {"seed": seed, "data.stretch": stretch, "data.interval": interval,
                                         "data.fits_hdu": hdu_value, "data.storage": storage,
-                                        "data.taxonomy": taxonomy})
+                                        "data.taxonomy": taxonomy, "data.origin_from": origin_from})
     result = run_ingest(source, out, cfg.data, seed=cfg.seed, taxonomy=cfg.data.taxonomy)
     _print_counts(result.manifest)
     summary = result.summary()
@@ -60,20 +63,20 @@ def ingest(source: Annotated[Path, typer.Argument(help="Folder of class folders,
 @handle_errors
 def make_lr(dataset: Annotated[Path, typer.Argument(help="An ingested dataset folder.")],
             out: Annotated[Path, typer.Argument(help="Dataset folder to write (hr/ truth, lr/ inputs).")],
-            crop: Annotated[int, typer.Option(help="Centre crop side (HR truth), px.")] = 192,
-            factor: Annotated[int, typer.Option(help="Binning factor.")] = 4,
-            psf_fwhm: Annotated[float, typer.Option(help="Extra PSF FWHM, HR px.")] = 4.0,
-            read_noise: Annotated[float, typer.Option(help="Read noise sigma, display units.")] = 2.0,
-            gain: Annotated[float, typer.Option(help="Gain for Poisson noise (display units → counts).")] = 4.0,
+            crop: Annotated[Optional[int], typer.Option(help="Centre crop side (HR truth), px.")] = None,
+            factor: Annotated[Optional[int], typer.Option(help="Binning factor.")] = None,
+            psf_fwhm: Annotated[Optional[float], typer.Option(help="Extra PSF FWHM, HR px.")] = None,
+            read_noise: Annotated[Optional[float], typer.Option(help="Read noise sigma, display units.")] = None,
+            gain: Annotated[Optional[float], typer.Option(help="Gain for Poisson noise (display units → counts).")] = None,
             max_per_class: Annotated[Optional[int], typer.Option(help="Keep at most N per class and split.")] = None,
-            seed: Annotated[int, typer.Option(help="Noise and subset seed.")] = 0) -> None:
+            seed: Annotated[Optional[int], typer.Option(help="Noise and subset seed.")] = None) -> None:
     """Build the LR protocol: HR = centre crop, LR = crop binned ×factor through PSF + noise."""
-    from flare.data.degrade import DegradeConfig
+    from flare.core.degrade import DegradeConfig
     from flare.data.protocol import make_lr_protocol
 
-    degradation = DegradeConfig(factor=factor, psf_fwhm_px=psf_fwhm, read_noise=read_noise, gain=gain)
-    manifest = make_lr_protocol(dataset, out, crop_px=crop, degradation=degradation, seed=seed,
-                                max_per_class=max_per_class)
+    degradation = DegradeConfig(**given(factor=factor, psf_fwhm_px=psf_fwhm, read_noise=read_noise, gain=gain))
+    manifest = make_lr_protocol(dataset, out, degradation=degradation,
+                                **given(crop_px=crop, seed=seed, max_per_class=max_per_class))
     _print_counts(manifest)
     console.print(f"wrote {len(manifest)} LR/HR pairs into {out}")
 
@@ -98,14 +101,14 @@ def check_leakage(dataset: Annotated[Path, typer.Argument(help="Dataset folder (
 def merge_manifests(
         out: Annotated[Path, typer.Argument(help="Dataset folder to write.")],
         inputs: Annotated[list[Path], typer.Argument(help="Dataset folders written by `--shard i/N` runs.")],
-        files: Annotated[str, typer.Option(help="link (hard links, else copies), copy or reference.")] = "link",
+        files: Annotated[Optional[str], typer.Option(help="link (hard links, else copies), copy or reference.")] = None,
 ) -> None:
     """Join sharded outputs into one dataset; fails on duplicate ids whose rows differ."""
     from flare.core.shard import merge_manifests as run_merge
 
-    if files not in ("link", "copy", "reference"):
+    if files not in (None, "link", "copy", "reference"):
         raise FlareError(f"--files: {files!r} is not one of link, copy, reference")
-    manifest = run_merge(inputs, out, files=files)  # type: ignore[arg-type]
+    manifest = run_merge(inputs, out, **given(files=files))
     console.print(f"merged {len(inputs)} datasets into {out}: {len(manifest)} rows")
 
 

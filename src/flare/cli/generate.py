@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from flare.cli._common import (
-    ConfigOption, ExecutorOption, SetOption, ShardOption, console, handle_errors, resolve_config, stage_app,
+    ConfigOption, ExecutorOption, SetOption, ShardOption, console, given, handle_errors, resolve_config, stage_app,
 )
 
 app = stage_app("Diffusion synthesis: text-to-image per class plus image variations, train split only.")
@@ -35,7 +35,10 @@ def run(dataset: Annotated[Path, typer.Argument(help="Input dataset folder (its 
         config: ConfigOption = None, set_: SetOption = None, shard: ShardOption = None,
         executor_name: ExecutorOption = None) -> None:
     """Generate IN into OUT: each synthetic image's seed, prompt, guidance, steps and strength go to the manifest."""
+    import functools
+
     from flare.generate.stage import run_generate
+    from flare.upscale import create_upscaler
 
     cfg = resolve_config(config, set_, {"executor.shard": shard, "executor.name": executor_name,
                                         "seed": seed, "generate.backend": backend, "generate.per_class": per_class,
@@ -45,7 +48,8 @@ def run(dataset: Annotated[Path, typer.Argument(help="Input dataset folder (its 
                                         "generate.train_epochs": epochs, "generate.filter": filter_,
                                         "generate.device": device})
     result = run_generate(dataset, out, cfg.generate, seed=cfg.seed, executor=cfg.executor,
-                          log=lambda line: console.print(line, highlight=False, markup=False))
+                          log=lambda line: console.print(line, highlight=False, markup=False),
+                          upscaler=functools.partial(create_upscaler, cfg.generate.upscale_backend))
     made = result.manifest.filter(stage="generate")
     counts = made.frame.groupby("operation").size().to_dict() if len(made) else {}
     console.print(f"{len(made)} generate rows in {out}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
@@ -58,22 +62,28 @@ def run(dataset: Annotated[Path, typer.Argument(help="Input dataset folder (its 
 @handle_errors
 def train(dataset: Annotated[Path, typer.Argument(help="Dataset folder (its train split is learnt).")],
           model_dir: Annotated[Path, typer.Argument(help="Folder to save the model in (resumes from its checkpoint).")],
-          epochs: Annotated[int, typer.Option(help="Epochs.")] = 60,
-          resolution: Annotated[int, typer.Option(help="Image side the UNet works at, px.")] = 32,
-          batch_size: Annotated[int, typer.Option(help="Batch size.")] = 16,
-          learning_rate: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
-          source: Annotated[str, typer.Option(help="base (base images) or truth (HR truth_path).")] = "base",
+          epochs: Annotated[Optional[int], typer.Option(help="Epochs.")] = None,
+          resolution: Annotated[Optional[int], typer.Option(help="Image side the UNet works at, px.")] = None,
+          batch_size: Annotated[Optional[int], typer.Option(help="Batch size.")] = None,
+          learning_rate: Annotated[Optional[float], typer.Option(help="AdamW learning rate.")] = None,
+          source: Annotated[Optional[str], typer.Option(help="base (base images) or truth (HR truth_path).")] = None,
           max_minutes: Annotated[Optional[float], typer.Option(help="Stop after this many minutes (resumable).")] = None,
           template: Annotated[Optional[list[str]], typer.Option(help="Prompt template with {class} (repeatable).")] = None,
-          seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-          device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps (bf16 autocast on CUDA).")] = "cpu") -> None:
-    """Train the embedded generator (small pixel-space UNet + MiniLM prompts) with classifier-free guidance."""
-    from flare.generate.prompts import DEFAULT_TEMPLATE
+          seed: Annotated[Optional[int], typer.Option(help="Seed.")] = None,
+          device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps (bf16 autocast on CUDA).")] = None,
+          config: ConfigOption = None, set_: SetOption = None) -> None:
+    """Train the embedded generator (small pixel-space UNet + MiniLM prompts) with classifier-free guidance.
+
+    The settings are the run config's generate.train_* keys (what `flare run` trains), overridden by the options.
+    """
     from flare.generate.train_embedded import EmbeddedTrainingConfig, train_embedded
 
-    training = EmbeddedTrainingConfig(resolution_px=resolution, epochs=epochs, batch_size=batch_size,
-                                      learning_rate=learning_rate, source=source, max_minutes=max_minutes,
-                                      templates=tuple(template or [DEFAULT_TEMPLATE]), seed=seed, device=device)
+    cfg = resolve_config(config, set_, {"seed": seed, "generate.train_epochs": epochs,
+                                        "generate.train_resolution_px": resolution,
+                                        "generate.train_batch_size": batch_size, "generate.train_source": source,
+                                        "generate.train_max_minutes": max_minutes, "generate.templates": template,
+                                        "generate.device": device})
+    training = EmbeddedTrainingConfig.from_config(cfg.generate, seed=cfg.seed, **given(learning_rate=learning_rate))
     result = train_embedded(dataset, model_dir, training, log=lambda line: console.print(line, highlight=False))
     console.print(f"trained {result.epochs_done} epochs on {result.images} images "
                   f"({result.seconds_per_epoch:.1f} s/epoch, final loss {result.final_loss:.4f}) → {model_dir}")
@@ -82,17 +92,17 @@ def train(dataset: Annotated[Path, typer.Argument(help="Dataset folder (its trai
 @app.command("quality")
 @handle_errors
 def quality(dataset: Annotated[Path, typer.Argument(help="A generated dataset folder.")],
-            epochs: Annotated[int, typer.Option(help="Epochs of the real-data feature classifier.")] = 30,
-            resolution: Annotated[int, typer.Option(help="Side the feature classifier works at, px.")] = 32,
+            epochs: Annotated[Optional[int], typer.Option(help="Epochs of the real-data feature classifier.")] = None,
+            resolution: Annotated[Optional[int], typer.Option(help="Side the feature classifier works at, px.")] = None,
             out: Annotated[Optional[Path], typer.Option(help="CSV to write (default DATASET/synthetic_quality.csv).")] = None,
-            reference: Annotated[str, typer.Option(help="Real images to compare with: base or truth (HR truth_path).")] = "base",
-            seed: Annotated[int, typer.Option(help="Seed.")] = 0) -> None:
+            reference: Annotated[Optional[str], typer.Option(help="Real images to compare with: base or truth (HR truth_path).")] = None,
+            seed: Annotated[Optional[int], typer.Option(help="Seed.")] = None) -> None:
     """Per class: FID/KID on domain features, precision/recall, and real-classifier agreement with the prompt."""
     from flare.core.manifest import Manifest
-    from flare.evaluate.synthetic_quality import synthetic_quality
+    from flare.metrics.synthetic import synthetic_quality
 
-    report = synthetic_quality(Manifest.read(dataset), epochs=epochs, resolution_px=resolution, seed=seed,
-                               reference=reference)
+    report = synthetic_quality(Manifest.read(dataset), **given(epochs=epochs, resolution_px=resolution, seed=seed,
+                                                               reference=reference))
     path = out or dataset / "synthetic_quality.csv"
     report.table.to_csv(path, index=False)
     table = Table(*report.table.columns)

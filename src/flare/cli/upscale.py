@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from flare.cli._common import (
-    ConfigOption, ExecutorOption, SetOption, ShardOption, console, handle_errors, resolve_config, stage_app,
+    ConfigOption, ExecutorOption, SetOption, ShardOption, console, given, handle_errors, resolve_config, stage_app,
 )
 
 app = stage_app("Super-resolve a dataset (LR → HR) or train its SwinIR upscaler.")
@@ -45,25 +45,23 @@ def run(dataset: Annotated[Path, typer.Argument(help="Input dataset folder (LR i
 @handle_errors
 def train(dataset: Annotated[Path, typer.Argument(help="Dataset whose train split (HR truth) to learn from.")],
           model_dir: Annotated[Optional[Path], typer.Argument(help="Model folder (default DATASET/sr-model).")] = None,
-          steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 2000,
-          batch_size: Annotated[int, typer.Option(help="Patches per step.")] = 16,
-          patch: Annotated[int, typer.Option(help="HR patch side, px (multiple of scale × window).")] = 96,
-          embed_dim: Annotated[int, typer.Option(help="SwinIR embedding width.")] = 32,
+          steps: Annotated[Optional[int], typer.Option(help="Optimisation steps.")] = None,
+          batch_size: Annotated[Optional[int], typer.Option(help="Patches per step.")] = None,
+          patch: Annotated[Optional[int], typer.Option(help="HR patch side, px (multiple of scale × window).")] = None,
+          embed_dim: Annotated[Optional[int], typer.Option(help="SwinIR embedding width.")] = None,
           max_images: Annotated[Optional[int], typer.Option(help="Use at most N training images.")] = None,
           max_minutes: Annotated[Optional[float], typer.Option(help="Stop (resumable) after N minutes.")] = None,
-          device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "cpu",
-          seed: Annotated[int, typer.Option(help="Seed.")] = 0) -> None:
+          device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps.")] = None,
+          seed: Annotated[Optional[int], typer.Option(help="Seed.")] = None) -> None:
     """Train the small flux-conserving SwinIR (`swinir-trained`) on DATASET's train split; resumable."""
     from flare.upscale.stage import default_model_dir
-    from flare.upscale.swinir_model import SwinIRConfig
     from flare.upscale.training import TrainConfig, train_swinir
 
-    architecture = SwinIRConfig(embed_dim=embed_dim, num_heads=(4, 4) if embed_dim % 4 == 0 else (1, 1),
-                                img_size=patch // 4)
-    config = TrainConfig(steps=steps, batch_size=batch_size, patch_hr_px=patch, max_images=max_images, seed=seed,
-                         architecture=architecture)
+    config = TrainConfig.with_width(embed_dim, **given(steps=steps, batch_size=batch_size, patch_hr_px=patch,
+                                                        max_images=max_images, seed=seed))
     target = model_dir or default_model_dir(dataset)
-    summary = train_swinir(dataset, target, config, max_minutes=max_minutes, device=device, log_fn=console.print)
+    summary = train_swinir(dataset, target, config, log_fn=console.print,
+                           **given(max_minutes=max_minutes, device=device))
     if summary.get("finished"):
         console.print(f"trained swinir-trained into {target} (sha256 {summary.get('model_hash', '')[:12]})")
     else:

@@ -19,6 +19,7 @@ from typing import Any
 from flare.combine.imagefolder import write_imagefolder
 from flare.combine.selection import choose_samples, choose_types, fill_to_target, row_type
 from flare.core.config import CombineConfig
+from flare.core.dataset import Dataset
 from flare.core.errors import FlareError, LeakageError
 from flare.core.files import atomic_write_bytes
 from flare.core.manifest import Manifest, base_images
@@ -59,7 +60,8 @@ def combine_datasets(dataset: str | Path, out: str | Path, config: CombineConfig
                      synthetic: str | Path | None = None) -> CombineResult:
     """Write the combined training set of ``dataset`` (+ ``synthetic``) into ``out``; see the module doc."""
     config = config or CombineConfig()
-    source = Manifest.read(dataset)
+    dataset_in = Dataset.open(dataset)
+    source = dataset_in.manifest
     out = Path(out)
     if out.resolve() == Path(dataset).resolve():
         raise FlareError(f"combine: output {str(out)!r} must differ from the input dataset")
@@ -95,10 +97,7 @@ def combine_datasets(dataset: str | Path, out: str | Path, config: CombineConfig
     out.mkdir(parents=True, exist_ok=True)
     records = write_imagefolder(out, entries)
     manifest = Manifest.from_records(records, out)
-    manifest.write()
-    taxonomy_file = Path(dataset) / "taxonomy.yaml"
-    if taxonomy_file.is_file():
-        (out / "taxonomy.yaml").write_text(taxonomy_file.read_text())
+    Dataset(out, manifest, dataset_in.taxonomy).write()
 
     counts = {f"{split}": sum(1 for r in records if r["split"] == split) for split in ("train", "val", "test")}
     counts.update({"real_train": sum(1 for r in base_rows if r["split"] == "train"), "augment": len(chosen_aug),

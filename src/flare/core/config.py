@@ -45,6 +45,9 @@ class DataConfig(_Section):
 
     source: str | None = None  # folder of class folders, or CSV/Parquet of path,label[,origin]
     taxonomy: str | None = None  # preset name (gz1, spacenet, sim) or a YAML path; None: macro label = fine label
+    # where an image's origin comes from when the table gives none: its path in the source ("path": class folder
+    # + file name, for numbered ImageFolder sets) or the file stem alone ("stem": the file name is the object id)
+    origin_from: Literal["path", "stem"] = "path"
     split: SplitConfig = SplitConfig()
     storage: Literal["auto", "convert", "reference"] = "auto"
     fits_hdu: int | str | None = None
@@ -130,6 +133,8 @@ class GenerateConfig(_Section):
     device: Literal["auto", "cpu", "cuda", "mps"] = "cpu"
     upscale: bool = True  # bring synthetic images to the dataset's image size with the stage-1 upscaler
     upscale_backend: str = "bicubic"
+    # Training the embedded model, in flare run and in `flare generate train` alike (the one home of these
+    # defaults: EmbeddedTrainingConfig takes its defaults from here).
     train_epochs: int = Field(8, ge=1)
     train_resolution_px: int = Field(32, ge=16, le=128)
     train_batch_size: int = Field(16, ge=1)

@@ -26,7 +26,7 @@ __all__ = [
     "ReadOptions",
     "read_image",
     "read_fits",
-    "to_uint8",
+    "stretch_to_uint8",
     "encode_image",
     "write_image",
     "load_rgb",
@@ -130,7 +130,7 @@ def _pil_to_uint8(image: Image.Image, options: ReadOptions, info: dict[str, Any]
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         data = np.asarray(image).astype(np.float64)
         info["converted"] = f"{mode} → 8-bit by {options.interval} interval + {options.high_bit_stretch} stretch"
-        return to_uint8(data, options, stretch=options.high_bit_stretch, background_clip=False)
+        return stretch_to_uint8(data, options, stretch=options.high_bit_stretch, background_clip=False)
     if mode == "P":
         image = image.convert("RGBA") if "transparency" in image.info else image.convert("RGB")
         info["converted"] = "palette → RGB"
@@ -221,7 +221,7 @@ def read_fits(path: str | Path, options: ReadOptions = ReadOptions()) -> tuple[n
     info["masked_nonfinite"] = int((~finite).sum())
     if not finite.any():
         raise ImageReadError("FITS data is all NaN/inf")
-    array = to_uint8(data, options, stretch=options.stretch, background_clip=options.background_clip)
+    array = stretch_to_uint8(data, options, stretch=options.stretch, background_clip=options.background_clip)
     _check_shape(array, options)
     info.update(interval=options.interval, stretch=options.stretch, background_clip=options.background_clip)
     return _apply_grey_policy(array, options, info), info
@@ -242,7 +242,7 @@ def _choose_hdu(hdul, selector: int | str | None):
     return hdu
 
 
-def to_uint8(data: np.ndarray, options: ReadOptions, *, stretch: str, background_clip: bool) -> np.ndarray:
+def stretch_to_uint8(data: np.ndarray, options: ReadOptions, *, stretch: str, background_clip: bool) -> np.ndarray:
     """Map float data to uint8 by (background clip →) interval → stretch. NaN/inf become the background."""
     from astropy.stats import sigma_clipped_stats
     from astropy.visualization import (AsinhStretch, LinearStretch, LogStretch, ManualInterval, MinMaxInterval,

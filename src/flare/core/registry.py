@@ -1,17 +1,22 @@
 """One generic name → factory registry, instantiated once per stage (the timm pattern).
 
 A stage's ``registry.py`` creates ``Registry("upscale")`` and offers ``register_upscaler``, ``create_upscaler``
-and ``list_upscalers`` as thin wrappers. Names are stable kebab-case.
+and ``list_upscalers`` as thin wrappers; each backend module registers its factories with the decorator, and
+the stage package's ``__init__`` imports those modules. Names are stable kebab-case.
+
+A factory's signature is its list of options: :meth:`Registry.create` rejects an option the factory does not
+name (a typo, or a setting that backend does not have, fails loudly instead of being ignored).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from flare.core.errors import UnknownBackendError
+from flare.core.errors import ConfigError, UnknownBackendError
 
 __all__ = ["Registry", "RegistryEntry", "all_registries"]
 
@@ -25,6 +30,15 @@ class RegistryEntry:
     description: str = ""
     default: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def options(self) -> tuple[str, ...] | None:
+        """The keyword options the factory takes, from its signature; None when it takes ``**kwargs``."""
+        parameters = inspect.signature(self.factory).parameters.values()
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            return None
+        return tuple(p.name for p in parameters
+                     if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY))
 
 
 class Registry:
@@ -48,9 +62,24 @@ class Registry:
         return wrap
 
     def create(self, name: str, **options: Any) -> Any:
-        """Build backend ``name``; ``None`` options are dropped so the backend's own defaults hold."""
+        """Build backend ``name``; ``None`` options are dropped so the backend's own defaults hold.
+
+        Raises ConfigError naming the options the factory does not take, and the ones it does.
+        """
         entry = self.get(name)
-        return entry.factory(**{k: v for k, v in options.items() if v is not None})
+        options = {k: v for k, v in options.items() if v is not None}
+        accepted = entry.options
+        unknown = [] if accepted is None else sorted(set(options) - set(accepted))
+        if unknown:
+            raise ConfigError(f"{self.stage}.backend: {name} has no option {', '.join(unknown)}; "
+                              f"it takes {', '.join(accepted) or 'none'}")
+        return entry.factory(**options)
+
+    def supported_options(self, name: str, options: dict[str, Any]) -> dict[str, Any]:
+        """The part of ``options`` that backend ``name`` takes, for a stage whose config section holds the
+        settings of every backend (``upscale.tile_px`` means nothing to ``bicubic``)."""
+        accepted = self.get(name).options
+        return dict(options) if accepted is None else {k: v for k, v in options.items() if k in accepted}
 
     def get(self, name: str) -> RegistryEntry:
         try:

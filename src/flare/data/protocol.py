@@ -1,5 +1,5 @@
 """The LR benchmark protocol for real data (``../shared/README.md``, GZ1): HR truth = the centre crop of each
-ingested image; the pipeline's raw LR input = that crop observed through :func:`flare.data.degrade.degrade`.
+ingested image; the pipeline's raw LR input = that crop observed through :func:`flare.core.degrade.degrade`.
 
 Super-resolution is then measured against real ground truth, and LR really loses detail. Splits and origins
 are carried over unchanged from the ingested dataset.
@@ -12,13 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
+from flare.core.dataset import Dataset, derive_row
+from flare.core.degrade import DegradeConfig, degrade
 from flare.core.errors import FlareError
 from flare.core.files import remove_stale_temp_files
 from flare.core.io import load_rgb, write_image
 from flare.core.manifest import SOURCE_STAGES, Manifest
 from flare.core.progress import track
 from flare.core.seeding import derive_seed
-from flare.data.degrade import DegradeConfig, degrade
 
 __all__ = ["make_lr_protocol", "centre_crop"]
 
@@ -42,7 +43,8 @@ def make_lr_protocol(dataset: str | Path, out: str | Path, *, crop_px: int = 192
     degradation = degradation or DegradeConfig()
     if crop_px % degradation.factor:
         raise FlareError(f"protocol.crop_px: {crop_px} is not divisible by factor {degradation.factor}")
-    source = Manifest.read(dataset).filter(stage=list(SOURCE_STAGES))
+    ingested = Dataset.open(dataset)
+    source = ingested.manifest.filter(stage=list(SOURCE_STAGES))
     rows = source.records()
     if max_per_class is not None:
         rng = np.random.default_rng(derive_seed(seed, "protocol-subset"))
@@ -62,18 +64,14 @@ def make_lr_protocol(dataset: str | Path, out: str | Path, *, crop_px: int = 192
         hr_path, lr_path = Path("hr") / label / f"{image_id}.png", Path("lr") / label / f"{image_id}.png"
         write_image(out / hr_path, hr)
         digest = write_image(out / lr_path, lr)
-        return {**{k: row[k] for k in ("label", "macro_label", "origin_id", "split")},
-                "id": image_id, "path": str(lr_path), "sha256": digest, "stage": "observe",
-                "operation": "centre-crop+degrade", "seed": noise_seed, "backend": "flare.degrade",
-                "params": {"crop_px": crop_px, "degrade": degradation.to_dict(), "source_path": row["path"]},
-                "parent_ids": [row["id"]], "truth_path": str(hr_path)}
+        return derive_row(row, id=image_id, path=str(lr_path), sha256=digest, stage="observe",
+                          operation="centre-crop+degrade", seed=noise_seed, backend="flare.degrade",
+                          params={"crop_px": crop_px, "degrade": degradation.to_dict(), "source_path": row["path"]},
+                          truth_path=str(hr_path))
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         records = list(track(pool.map(process, rows), "protocol: crop + observe", total=len(rows)))
     manifest = Manifest.from_records(records, out)
     remove_stale_temp_files(out)  # a killed earlier run may have left some; every image is written by now
-    manifest.write()
-    taxonomy_file = Path(dataset) / "taxonomy.yaml"
-    if taxonomy_file.exists():
-        (out / "taxonomy.yaml").write_text(taxonomy_file.read_text())
+    Dataset(out, manifest, ingested.taxonomy).write()
     return manifest

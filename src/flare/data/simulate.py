@@ -3,7 +3,7 @@
 Each object is drawn twice. The **HR truth** is rendered at ``hr_pixel_scale_arcsec`` through a sharp PSF
 (``hr_psf_fwhm_arcsec``) with no noise. The **LR observation** is that truth seen by a survey:
 the PSF widened to ``lr_psf_fwhm_arcsec``, pixels ×``factor`` coarser, and sky + Poisson + read noise
-(:mod:`flare.data.degrade`, the same model the GZ1 protocol and SR training use).
+(:mod:`flare.core.degrade`, the same model the GZ1 protocol and SR training use).
 
 Classes: elliptical (de Vaucouleurs-like Sérsic), spiral_clockwise / spiral_anticlockwise (Sérsic bulge +
 exponential disk + star-forming knots along two logarithmic arms of the given handedness), edge_on (inclined
@@ -27,7 +27,7 @@ from flare.core.manifest import Manifest
 from flare.core.progress import track
 from flare.core.seeding import derive_seed
 from flare.core.taxonomy import load_taxonomy
-from flare.data.degrade import DegradeConfig, degrade
+from flare.core.degrade import DegradeConfig, degrade
 from flare.data.split import assign_splits
 
 __all__ = ["simulate_survey", "render_object", "CLASS_RENDERERS"]

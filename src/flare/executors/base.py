@@ -1,9 +1,13 @@
-"""The executor entry point shared by every stage."""
+"""The executor entry point shared by every stage: :func:`map_batches` picks the executor named by the config.
+
+The executors (``local.py``, ``ray.py``) are imported when chosen (Ray is optional); what they share with each
+other lives in ``batches.py``, so this module is the only one that imports them.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
@@ -12,32 +16,7 @@ from flare.core.errors import ConfigError
 from flare.core.shard import Shard, parse_shard, select_shard
 from flare.executors.checkpoint import PartStore, remove_stale_temp_files
 
-__all__ = ["map_batches", "Worker", "BatchRunner", "split_batches"]
-
-# A worker is built once (it may load a model) and maps a batch of manifest rows to a batch of new rows.
-Worker = Callable[[pd.DataFrame], pd.DataFrame]
-
-
-class BatchRunner:
-    """What every executor runs per process/actor: builds the worker once, calls it per batch, and
-    checkpoints each finished batch when a parts folder is given."""
-
-    def __init__(self, worker_class: type, worker_kwargs: dict[str, Any], parts_folder: str | None = None):
-        self.worker = worker_class(**worker_kwargs)
-        self.parts = PartStore(parts_folder) if parts_folder else None
-
-    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        batch = batch.reset_index(drop=True)
-        output = self.worker(batch)
-        if output is None:
-            output = pd.DataFrame()
-        if self.parts is not None and "id" in batch:
-            self.parts.write(batch, output)
-        return output
-
-
-def split_batches(rows: pd.DataFrame, batch_size: int) -> list[pd.DataFrame]:
-    return [rows.iloc[start:start + batch_size].reset_index(drop=True) for start in range(0, len(rows), batch_size)]
+__all__ = ["map_batches"]
 
 
 def map_batches(worker_class: type, rows: pd.DataFrame, *, worker_kwargs: dict[str, Any] | None = None,

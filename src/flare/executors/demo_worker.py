@@ -21,6 +21,7 @@ from flare.core.io import load_rgb, write_image
 from flare.core.config import ExecutorConfig
 from flare.core.manifest import Manifest, base_images, derived_id
 from flare.core.seeding import derive_seed
+from flare.executors.base import map_batches
 
 __all__ = ["NoisyBlurWorker", "run_demo_stage"]
 
@@ -71,8 +72,6 @@ def run_demo_stage(input_dir: str | Path, out_dir: str | Path, *, seed: int = 0,
                    repeats: int = 1, worker_class: type = NoisyBlurWorker) -> Manifest:
     """A whole stage around :class:`NoisyBlurWorker`, as a real stage is written: input rows (rebased) + one
     new row per base image, checkpointed under ``out_dir`` and written as ``out_dir/manifest.parquet``."""
-    from flare.executors.base import map_batches  # here: base imports nothing from this module
-
     source = Manifest.read(input_dir)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

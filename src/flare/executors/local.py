@@ -18,7 +18,7 @@ import pandas as pd
 from flare.core.config import ExecutorConfig
 from flare.core.errors import FlareError
 from flare.core.progress import make_progress
-from flare.executors.base import BatchRunner, split_batches
+from flare.executors.batches import BatchRunner, split_batches
 
 __all__ = ["run_local"]
 

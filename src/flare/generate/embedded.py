@@ -20,6 +20,7 @@ from flare.core.device import autocast_context, select_device
 from flare.core.errors import ConfigError
 from flare.core.files import sha256_file
 from flare.generate.base import FrozenConfig, GenerationBackend, GenerationOutput, per_image_generators, to_uint8_images
+from flare.generate.registry import register_generator
 from flare.generate.text_encoder import EMBEDDING_DIM, MiniLMTextEncoder
 
 __all__ = ["EmbeddedDiffusionPipeline", "EmbeddedGenerator", "tiny_unet", "training_scheduler", "SCHEDULERS", "PREDICTION_TYPES",
@@ -219,3 +220,11 @@ class EmbeddedGenerator(GenerationBackend):
     def variation(self, images, prompts, seeds, *, strength, guidance_scale, num_inference_steps):
         return self.pipeline(prompts, seeds, guidance_scale=guidance_scale, num_inference_steps=num_inference_steps,
                              image=images, strength=strength)
+
+
+@register_generator("embedded", default=True,
+                    description="Small pixel-space UNet + MiniLM prompts, trained here on the train split")
+def _embedded(model_path: str | None = None, scheduler: str = "ddim", device: str | None = "cpu") -> EmbeddedGenerator:
+    if not model_path:
+        raise ConfigError("generate.model_path: backend 'embedded' needs a local model folder")
+    return EmbeddedGenerator(model_path, scheduler=scheduler, device=device)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from flare.core.config import GenerateConfig
 from flare.core.errors import ConfigError
 from flare.core.taxonomy import Taxonomy
 
 __all__ = ["PromptBuilder", "DEFAULT_TEMPLATE"]
 
-DEFAULT_TEMPLATE = "A realistic image of {class} in space"
+# The config model is the one home of the default template.
+DEFAULT_TEMPLATE = GenerateConfig.model_fields["templates"].default[0]
 
 
 @dataclass(frozen=True)

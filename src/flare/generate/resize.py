@@ -1,14 +1,15 @@
-"""Bring synthetic images to the dataset's image size: the stage-1 upscaler when it is installed, else bicubic.
+"""Bring synthetic images to the dataset's image size: the stage-1 upscaler when one is given, else bicubic.
 
 A generator works at its own resolution (the embedded UNet at 32 px); the images it adds to a training set
-should look like the set's base images (the upscaled HR ones when stage 1 ran). When ``generate.upscale`` is on
-and ``flare.upscale`` is importable, images go through ``create_upscaler(backend, scale=2|4)`` then an exact
-bicubic resize to the target side; otherwise a bicubic resize. What was done is recorded in each row's params.
+should look like the set's base images (the upscaled HR ones when stage 1 ran). The upscaler is a component the
+caller hands in (``pipeline.py`` and the CLI pass ``functools.partial(create_upscaler, name)``), so this stage
+never imports stage 1. With one, images go through ``upscaler(scale=2|4)`` then an exact bicubic resize to the
+target side; without one, a bicubic resize. What was done is recorded in each row's params.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
@@ -19,20 +20,17 @@ __all__ = ["SizeMatcher"]
 class SizeMatcher:
     """Resizes ``(R, R, 3)`` uint8 images to ``target_px`` and describes how (for the manifest)."""
 
-    def __init__(self, target_px: int, upscale: bool = True, upscale_backend: str = "bicubic"):
+    def __init__(self, target_px: int, upscaler: Callable[..., Any] | None = None, upscaler_name: str = ""):
+        """``upscaler(scale=s)`` builds a stage-1 backend (``upscale_many``) for an integer scale; ``upscaler_name``
+        is what the rows record."""
         self.target_px = int(target_px)
-        self.upscale = upscale
-        self.upscale_backend = upscale_backend
+        self.upscaler = upscaler
+        self.upscaler_name = upscaler_name
         self._upscalers: dict[int, Any] = {}
 
     def _upscaler(self, scale: int):
         if scale not in self._upscalers:
-            try:
-                from flare.upscale.registry import create_upscaler
-            except ImportError:
-                self._upscalers[scale] = None
-            else:
-                self._upscalers[scale] = create_upscaler(self.upscale_backend, scale=scale)
+            self._upscalers[scale] = self.upscaler(scale=scale)
         return self._upscalers[scale]
 
     def __call__(self, images: list[np.ndarray]) -> tuple[list[np.ndarray], dict[str, Any]]:
@@ -42,12 +40,10 @@ class SizeMatcher:
         if side == self.target_px:
             return images, {"output_size_px": side}
         record: dict[str, Any] = {"generated_size_px": side, "output_size_px": self.target_px}
-        if side < self.target_px and self.upscale:
+        if side < self.target_px and self.upscaler is not None:
             scale = 2 if self.target_px <= 2 * side else 4
-            upscaler = self._upscaler(scale)
-            if upscaler is not None:
-                images = list(upscaler.upscale_many(images))
-                record["upscaled_with"] = f"{self.upscale_backend}x{scale}"
+            images = list(self._upscaler(scale).upscale_many(images))
+            record["upscaled_with"] = f"{self.upscaler_name}x{scale}"
         out = []
         for image in images:
             if image.shape[0] != self.target_px:

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from flare.core.errors import ConfigError
 from flare.generate.base import FrozenConfig, GenerationBackend, GenerationOutput, per_image_generators
 from flare.generate.local_pipeline import folder_hash, load_local_pipeline
+from flare.generate.registry import register_generator
 
 __all__ = ["StableDiffusionGenerator"]
 
@@ -63,3 +65,10 @@ class StableDiffusionGenerator(GenerationBackend):
         params = [{"prompt": p, "guidance_scale": guidance_scale, "num_inference_steps": num_inference_steps,
                    "strength": strength, "seed": int(s)} for p, s in zip(prompts, seeds)]
         return GenerationOutput(_as_uint8(result.images), [int(s) for s in seeds], params)
+
+
+@register_generator("sd", description="A local Stable Diffusion-family checkpoint (diffusers): t2i + img2img")
+def _stable_diffusion(model_path: str | None = None, device: str = "cpu") -> StableDiffusionGenerator:
+    if not model_path:
+        raise ConfigError("generate.model_path: backend 'sd' needs a local model folder")
+    return StableDiffusionGenerator(model_path, device=device)  # diffusers is imported here, not at registration

@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 
 from flare.core.config import ExecutorConfig, GenerateConfig
+from flare.core.dataset import Dataset, derive_row
 from flare.core.errors import ManifestError
+from flare.core.files import output_is_valid, sha256_bytes
 from flare.core.io import load_rgb, write_image
 from flare.core.manifest import Manifest, base_images, derived_id
 from flare.core.seeding import derive_seed
@@ -93,7 +95,7 @@ class GenerateWorker:
         self.out = Path(out)
         self.backend = create_generator(backend, **backend_options)
         self.settings = settings
-        self.resize = SizeMatcher(settings["target_px"], settings["upscale"], settings["upscale_backend"])
+        self.resize = SizeMatcher(settings["target_px"], settings["upscaler"], settings["upscale_backend"])
 
     def _target(self, job: dict[str, Any]) -> Path:
         return self.out / "generated" / _safe(job["label"]) / f"{job['id']}.png"
@@ -104,13 +106,8 @@ class GenerateWorker:
         todo_t2i, todo_var = [], []
         for job in jobs:
             target = self._target(job)
-            if target.is_file():
-                try:
-                    load_rgb(target)
-                except Exception:  # partial or corrupt: make it again
-                    target.unlink()
-                else:
-                    continue
+            if output_is_valid(target) and output_is_valid(target.with_suffix(".json"), decode=False):
+                continue
             (todo_t2i if job["operation"] == T2I_OPERATION else todo_var).append(job)
         s = self.settings
         if todo_t2i:
@@ -145,17 +142,16 @@ class GenerateWorker:
 
     def _row(self, job: dict[str, Any]) -> dict[str, Any]:
         target = self._target(job)
-        from flare.core.files import sha256_bytes
-
         generated = json.loads(target.with_suffix(".json").read_text())
         params = {**generated, "backend_config": self.backend.config.to_dict(),
                   "operation": job["operation"], "prompt": job["prompt"]}
-        return {"id": job["id"], "path": str(target.relative_to(self.out)), "sha256": sha256_bytes(target.read_bytes()),
-                "label": job["label"], "macro_label": job["macro_label"], "origin_id": job["origin_id"],
-                "split": "train", "stage": "generate", "operation": job["operation"],
-                "params": json.dumps(params, sort_keys=True, default=str), "seed": int(job["seed"]),
-                "backend": self.backend.name, "model_id": self.backend.model_id, "model_hash": self.backend.model_hash,
-                "parent_ids": json.dumps([job["parent_id"]] if job["parent_id"] else []), "truth_path": ""}
+        return derive_row(None, id=job["id"], path=str(target.relative_to(self.out)),
+                          sha256=sha256_bytes(target.read_bytes()), label=job["label"], macro_label=job["macro_label"],
+                          origin_id=job["origin_id"], split="train", stage="generate", operation=job["operation"],
+                          params=json.dumps(params, sort_keys=True, default=str), seed=int(job["seed"]),
+                          backend=self.backend.name, model_id=self.backend.model_id,
+                          model_hash=self.backend.model_hash,
+                          parent_ids=[job["parent_id"]] if job["parent_id"] else [])
 
 
 def ensure_embedded_model(dataset: Path, out: Path, config: GenerateConfig, seed: int,
@@ -169,11 +165,7 @@ def ensure_embedded_model(dataset: Path, out: Path, config: GenerateConfig, seed
     summary = model_dir / "training.json"
     if summary.is_file() and json.loads(summary.read_text()).get("epochs_done", 0) >= config.train_epochs:
         return model_dir
-    training = EmbeddedTrainingConfig(resolution_px=config.train_resolution_px, epochs=config.train_epochs,
-                                      batch_size=config.train_batch_size, source=config.train_source,
-                                      templates=tuple(config.templates), class_prompts=dict(config.class_prompts),
-                                      max_minutes=config.train_max_minutes, seed=seed, device=config.device,
-                                      checkpoint_every=max(1, min(5, config.train_epochs)))
+    training = EmbeddedTrainingConfig.from_config(config, seed=seed)
     train_embedded(dataset, model_dir, training, log=log)
     return model_dir
 
@@ -191,15 +183,18 @@ def _target_size(sources: Manifest) -> int:
 
 def run_generate(dataset: str | Path, out: str | Path, config: GenerateConfig | None = None, *, seed: int = 0,
                  executor: ExecutorConfig | None = None, log: Callable[[str], None] | None = None,
-                 grid: bool = True) -> GenerateResult:
-    """Generate synthetic train images for ``dataset`` into ``out`` (a dataset folder: input rows + new rows)."""
+                 grid: bool = True, upscaler: Callable[..., Any] | None = None) -> GenerateResult:
+    """Generate synthetic train images for ``dataset`` into ``out`` (a dataset folder: input rows + new rows).
+
+    ``upscaler(scale=s)`` builds the stage-1 backend that brings generated images up to the dataset's size when
+    ``generate.upscale`` is on (``pipeline.py`` and the CLI pass ``functools.partial(create_upscaler,
+    config.upscale_backend)``); without one they are resized bicubically."""
     from flare.executors import map_batches
-    from flare.generate.train_embedded import dataset_taxonomy
 
     config = config or GenerateConfig()
     dataset, out = Path(dataset), Path(out)
-    manifest = Manifest.read(dataset)
-    taxonomy = dataset_taxonomy(dataset, manifest)
+    source_dataset = Dataset.open(dataset)
+    manifest, taxonomy = source_dataset.manifest, source_dataset.taxonomy
     out.mkdir(parents=True, exist_ok=True)
     jobs = plan_jobs(manifest, taxonomy, config, seed)
     sources = base_images(manifest).filter(split="train")
@@ -209,7 +204,8 @@ def run_generate(dataset: str | Path, out: str | Path, config: GenerateConfig | 
         model_path = str(ensure_embedded_model(dataset, out, config, seed, log))
         options = {"model_path": model_path, "scheduler": config.scheduler, "device": config.device}
     settings = {"guidance_scale": config.guidance_scale, "steps": config.steps, "strength": config.strength,
-                "target_px": _target_size(sources), "upscale": config.upscale, "upscale_backend": config.upscale_backend}
+                "target_px": _target_size(sources), "upscaler": upscaler if config.upscale else None,
+                "upscale_backend": config.upscale_backend}
     # t2i jobs first, so a variation of a t2i image finds its parent written
     jobs = jobs.assign(_order=(jobs["operation"] != T2I_OPERATION).astype(int)).sort_values(["_order", "id"])
     jobs = jobs.drop(columns="_order").reset_index(drop=True)
@@ -227,12 +223,11 @@ def run_generate(dataset: str | Path, out: str | Path, config: GenerateConfig | 
     dropped = 0
     quality = None
     if config.filter != "none" and records:
-        from flare.evaluate.synthetic_quality import filter_synthetic
+        from flare.generate.filtering import filter_synthetic
 
         result_manifest, dropped = filter_synthetic(result_manifest, method=config.filter,
                                                     threshold=config.filter_threshold, seed=seed)
-    result_manifest.write(out)
-    taxonomy.save(out / "taxonomy.yaml")
+    Dataset(out, result_manifest, taxonomy).write()
     grid_path = None
     if grid and records:
         from flare.generate.grid import save_class_grid

@@ -14,44 +14,67 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
+from flare.core.config import FlareConfig, GenerateConfig
+from flare.core.dataset import Dataset
 from flare.core.device import autocast_context, select_device
 from flare.core.errors import ConfigError, ManifestError
 from flare.core.io import load_rgb
 from flare.core.manifest import Manifest, base_images
 from flare.core.progress import make_progress
 from flare.core.seeding import derive_seed
-from flare.core.taxonomy import Taxonomy, load_taxonomy
 from flare.generate.embedded import EmbeddedDiffusionPipeline, images_to_tensor, tiny_unet, training_scheduler
-from flare.generate.prompts import DEFAULT_TEMPLATE, PromptBuilder
+from flare.generate.prompts import PromptBuilder
 from flare.generate.text_encoder import MiniLMTextEncoder
 
-__all__ = ["EmbeddedTrainingConfig", "TrainingResult", "train_embedded", "dataset_taxonomy", "training_images"]
+__all__ = ["EmbeddedTrainingConfig", "TrainingResult", "train_embedded", "training_images"]
+
+
+# The run config is the one home of every setting it has a field for (generate.train_*, templates, device, seed).
+_GENERATE = GenerateConfig()
 
 
 @dataclass(frozen=True)
 class EmbeddedTrainingConfig:
-    """Hyper-parameters of :func:`train_embedded` (all recorded in ``training.json`` and the model card)."""
+    """Hyper-parameters of :func:`train_embedded` (all recorded in ``training.json`` and the model card).
 
-    resolution_px: int = 32
+    Settings with a run-config field default to that field's default; build them from a config with
+    :meth:`from_config`. Only the UNet widths, optimiser, guidance dropout, EMA and checkpoint interval live
+    here alone. The field order is the key order of ``training.json``.
+    """
+
+    resolution_px: int = _GENERATE.train_resolution_px
     block_out_channels: tuple[int, ...] = (32, 64, 64)
-    epochs: int = 60
-    batch_size: int = 32
+    epochs: int = _GENERATE.train_epochs
+    batch_size: int = _GENERATE.train_batch_size
     learning_rate: float = 1e-3
     prediction_type: str = "sample"  # what the UNet predicts: sample (x0), epsilon or v_prediction
     condition_dropout: float = 0.15
     ema_decay: float = 0.999
     checkpoint_every: int = 5
-    source: str = "base"  # "base": base_images (upscaled or observed); "truth": the rows' HR truth_path
-    templates: tuple[str, ...] = (DEFAULT_TEMPLATE,)
-    class_prompts: dict[str, list[str]] = field(default_factory=dict)
-    max_minutes: float | None = None  # stop (after a checkpoint) once this much time has passed
-    seed: int = 0
-    device: str = "cpu"  # auto, cpu, cuda or mps; bf16 autocast on CUDA; random draws stay on the CPU
+    source: str = _GENERATE.train_source  # "base": base_images (upscaled or observed); "truth": the rows' HR truth_path
+    templates: tuple[str, ...] = tuple(_GENERATE.templates)
+    class_prompts: dict[str, list[str]] = field(default_factory=lambda: dict(_GENERATE.class_prompts))
+    max_minutes: float | None = _GENERATE.train_max_minutes  # stop (after a checkpoint) once this much time has passed
+    seed: int = FlareConfig().seed
+    device: str = _GENERATE.device  # auto, cpu, cuda or mps; bf16 autocast on CUDA; random draws stay on the CPU
+
+    @classmethod
+    def from_config(cls, generate: GenerateConfig, *, seed: int, **settings: Any) -> "EmbeddedTrainingConfig":
+        """The training that run config section ``generate`` and run seed ``seed`` describe (what ``flare run``
+        and ``flare generate train`` train); ``settings`` sets fields the config has no key for (``learning_rate``)."""
+        return cls(**{
+            "resolution_px": generate.train_resolution_px, "epochs": generate.train_epochs,
+            "batch_size": generate.train_batch_size, "source": generate.train_source,
+            "templates": tuple(generate.templates), "class_prompts": dict(generate.class_prompts),
+            "max_minutes": generate.train_max_minutes, "seed": seed, "device": generate.device,
+            # Never longer than the run: a short run records the interval it really used.
+            "checkpoint_every": min(cls.checkpoint_every, generate.train_epochs),
+            **settings})
 
 
 @dataclass
@@ -61,15 +84,6 @@ class TrainingResult:
     seconds_per_epoch: float
     final_loss: float
     images: int
-
-
-def dataset_taxonomy(dataset: Path, manifest: Manifest) -> Taxonomy:
-    """The dataset's ``taxonomy.yaml``, or labels as their own macro class when it has none."""
-    file = Path(dataset) / "taxonomy.yaml"
-    if file.is_file():
-        return load_taxonomy(file)
-    labels = sorted(set(manifest.frame["label"]))
-    return Taxonomy("auto", {label: label for label in labels})
 
 
 def training_images(dataset: Path, source: str = "base") -> tuple[list[np.ndarray], list[str], Manifest]:
@@ -102,7 +116,7 @@ def train_embedded(dataset: str | Path, model_dir: str | Path, config: EmbeddedT
 
     dataset, model_dir = Path(dataset), Path(model_dir)
     images, labels, manifest = training_images(dataset, config.source)
-    taxonomy = dataset_taxonomy(dataset, manifest)
+    taxonomy = Dataset.open(dataset).taxonomy
     prompts = PromptBuilder(taxonomy, tuple(config.templates), dict(config.class_prompts))
     text_encoder = text_encoder or MiniLMTextEncoder()
     classes = sorted(set(labels))

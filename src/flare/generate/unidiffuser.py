@@ -15,6 +15,7 @@ import numpy as np
 from flare.core.errors import ConfigError
 from flare.generate.base import FrozenConfig, GenerationBackend, GenerationOutput, per_image_generators
 from flare.generate.local_pipeline import folder_hash, load_local_pipeline
+from flare.generate.registry import register_generator
 
 __all__ = ["UniDiffuserGenerator"]
 
@@ -78,3 +79,10 @@ class UniDiffuserGenerator(GenerationBackend):
                            "method": "image-caption-image"})
         self.pipeline.reset_mode()
         return GenerationOutput(out, [int(s) for s in seeds], params)
+
+
+@register_generator("unidiffuser", description="A local UniDiffuser pipeline: t2i + image→caption→image variations")
+def _unidiffuser(model_path: str | None = None, device: str = "cpu") -> UniDiffuserGenerator:
+    if not model_path:
+        raise ConfigError("generate.model_path: backend 'unidiffuser' needs a local model folder")
+    return UniDiffuserGenerator(model_path, device=device)  # diffusers is imported here, not at registration

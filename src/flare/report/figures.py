@@ -1,5 +1,6 @@
-"""Figures for the report as base64 PNG data URIs: image grids (PIL), bars, confusion matrices, feature maps
-(matplotlib, Agg backend, so no display is needed)."""
+"""Figures for the report as base64 PNG data URIs, so the report stays one self-contained file: image grids
+(:mod:`flare.core.grid`), bars, confusion matrices and feature maps (matplotlib, Agg backend, so no display is
+needed)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import io
 from typing import Any, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
-__all__ = ["png_data_uri", "image_grid", "bar_chart", "confusion_figure", "feature_figure"]
+from flare.core.grid import Rows, labelled_grid
+
+__all__ = ["png_data_uri", "grid_figure", "bar_chart", "confusion_figure", "feature_figure"]
 
 
 def png_data_uri(image: Image.Image | np.ndarray) -> str:
@@ -21,19 +24,10 @@ def png_data_uri(image: Image.Image | np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def image_grid(rows: Sequence[tuple[str, Sequence[np.ndarray]]], tile_px: int = 72, label_px: int = 150) -> Image.Image:
-    """One labelled row per class: ``[(label, [images...]), ...]`` → a PIL image."""
-    columns = max((len(images) for _, images in rows), default=1) or 1
-    grid = Image.new("RGB", (label_px + columns * (tile_px + 2), max(1, len(rows)) * (tile_px + 2)), "white")
-    draw = ImageDraw.Draw(grid)
-    for r, (label, images) in enumerate(rows):
-        top = r * (tile_px + 2)
-        draw.text((4, top + tile_px // 2 - 6), label[:24], fill="black")
-        for c, image in enumerate(images):
-            tile = Image.fromarray(image).resize((tile_px, tile_px), Image.Resampling.NEAREST
-                                                 if image.shape[0] < tile_px else Image.Resampling.BICUBIC)
-            grid.paste(tile, (label_px + c * (tile_px + 2), top))
-    return grid
+def grid_figure(rows: Rows, cell_px: int = 72) -> str:
+    """A labelled grid (:func:`flare.core.grid.labelled_grid`) on the page's white, as a data URI."""
+    return png_data_uri(labelled_grid(rows, cell_px=cell_px, label_px=150, background=(255, 255, 255),
+                                      foreground=(0, 0, 0)))
 
 
 def _figure_uri(figure: Any) -> str:

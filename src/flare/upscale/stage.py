@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +18,13 @@ import numpy as np
 import pandas as pd
 
 from flare.core.config import ExecutorConfig, UpscaleConfig
+from flare.core.dataset import Dataset, derive_row
 from flare.core.errors import FlareError, ImageReadError
-from flare.core.files import sha256_file
+from flare.core.files import output_is_valid, sha256_file
 from flare.core.io import load_rgb, write_image
 from flare.core.manifest import SOURCE_STAGES, Manifest, derived_id
 from flare.upscale.base import FLUX_TOLERANCE, UpscaleBackend
-from flare.upscale.registry import create_upscaler
+from flare.upscale.registry import UPSCALERS, create_upscaler
 from flare.upscale.swinir_model import has_model
 
 __all__ = ["UpscaleWorker", "upscale_dataset", "resolve_backend", "default_model_dir", "flux_ratio",
@@ -64,14 +64,6 @@ def _text(value: Any) -> str:
     return "" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
 
 
-def _decodes(path: Path) -> bool:
-    try:
-        load_rgb(path)
-        return True
-    except Exception:  # PIL raises several types for partial files
-        return False
-
-
 class UpscaleWorker:
     """Built once per process: loads the backend; maps a batch of source rows to ``upscale`` rows."""
 
@@ -92,7 +84,7 @@ class UpscaleWorker:
             except Exception as exc:  # noqa: BLE001 - any decode failure is a bad input
                 raise ImageReadError(f"upscale: cannot read {str(source)!r} ({exc})") from None
             target = self.out_root / self._output_path(row)
-            if target.is_file() and _decodes(target):
+            if output_is_valid(target):
                 outputs[index] = load_rgb(target)
             else:
                 todo.append(index)
@@ -109,14 +101,14 @@ class UpscaleWorker:
             else:
                 digest = sha256_file(target)
             ratio = flux_ratio(outputs[index], inputs[index])
-            records.append({
-                "id": derived_id(row["id"], "upscale", 0), "path": str(relative), "sha256": digest,
-                "label": row["label"], "macro_label": row["macro_label"], "origin_id": row["origin_id"],
-                "split": row["split"], "stage": "upscale", "operation": f"upscale-x{self.backend.scale}",
-                "params": json.dumps({**config, "flux_ratio_vs_input": round(ratio, 5)}, sort_keys=True),
-                "seed": row["seed"], "backend": self.backend.info.name, "model_id": self.backend.info.model_id,
-                "model_hash": self.backend.model_hash, "parent_ids": json.dumps([row["id"]]),
-                "truth_path": _text(row.get("truth_path"))})
+            records.append(derive_row(
+                row, id=derived_id(row["id"], "upscale", 0), path=str(relative), sha256=digest, stage="upscale",
+                operation=f"upscale-x{self.backend.scale}",
+                params=json.dumps({**config, "flux_ratio_vs_input": round(ratio, 5)}, sort_keys=True),
+                seed=row["seed"], backend=self.backend.info.name, model_id=self.backend.info.model_id,
+                model_hash=self.backend.model_hash,
+                # 1:1 transform: the HR truth of the source is the truth of its upscaled image too
+                truth_path=_text(row.get("truth_path"))))
         return pd.DataFrame.from_records(records)
 
 
@@ -136,14 +128,14 @@ def upscale_dataset(dataset: str | Path, out: str | Path, config: UpscaleConfig 
     dataset, out = Path(dataset), Path(out)
     if dataset.resolve() == out.resolve():
         raise FlareError(f"upscale: the output folder must differ from the input {str(dataset)!r}")
-    manifest = Manifest.read(dataset)
+    derived = Dataset.open(dataset).derive(out)
     name, weights = resolve_backend(config, dataset)
-    options = {"scale": config.scale, "weights": weights, "tile_px": config.tile_px,
-               "tile_overlap_px": config.tile_overlap_px, "device": config.device}
-    if name in ("bicubic", "lanczos"):
-        options = {"scale": config.scale}
+    # The upscale section holds the settings of every backend; each gets the ones its factory's signature
+    # names (bicubic takes only scale), so create_upscaler can reject any other option.
+    options = UPSCALERS.supported_options(name, {"scale": config.scale, "weights": weights, "tile_px": config.tile_px,
+                                                 "tile_overlap_px": config.tile_overlap_px, "device": config.device})
     out.mkdir(parents=True, exist_ok=True)
-    rebased = manifest.rebase(out)
+    rebased = derived.manifest
     sources = rebased.filter(stage=list(SOURCE_STAGES))
     if not len(sources):
         raise FlareError(f"upscale: {str(dataset)!r} has no source rows (stages {', '.join(SOURCE_STAGES)})")
@@ -169,8 +161,5 @@ def upscale_dataset(dataset: str | Path, out: str | Path, config: UpscaleConfig 
             if not isinstance(value, str) and pd.isna(value):
                 record[key] = None
     result = rebased.append(records)
-    result.write()
-    taxonomy = dataset / "taxonomy.yaml"
-    if taxonomy.is_file():
-        shutil.copyfile(taxonomy, out / "taxonomy.yaml")
+    derived.with_manifest(result).write()
     return result

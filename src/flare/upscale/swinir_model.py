@@ -3,7 +3,8 @@
 ``output = bicubic(lr) + (SwinIR(lr) - SwinIR.mean)``. SwinIR's last convolution starts at zero, so an untrained
 model *is* bicubic interpolation, which keeps total flux; training only adds what the data supports. A model
 folder holds ``model.safetensors`` (weights), ``config.json`` (architecture, degradation, training settings)
-and ``README.md`` (a model card); ``checkpoint.pt`` holds the optimiser state while training.
+and ``README.md`` (a model card); ``checkpoint.pt`` holds the optimiser state while training. Registers the
+``swinir-trained`` backend (``weights`` = the model folder; ``scale``, ``tile_px``, ``tile_overlap_px``, ``device``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from flare.core.errors import FlareError
+from flare.core.errors import ConfigError, FlareError
+from flare.core.files import sha256_file
+from flare.upscale.base import UpscalerInfo
+from flare.upscale.network import NetworkUpscaler, check_scale
+from flare.upscale.registry import register_upscaler
 
 __all__ = ["SwinIRConfig", "ResidualSwinIR", "build_model", "save_model", "load_model", "WEIGHTS_NAME",
            "CONFIG_NAME", "CARD_NAME", "has_model"]
@@ -116,3 +121,20 @@ def load_model(model_dir: str | Path) -> tuple[ResidualSwinIR, dict[str, Any]]:
     model = ResidualSwinIR(SwinIRConfig.from_dict(metadata.get("swinir", {})))
     model.load_state_dict(load_file(str(model_dir / WEIGHTS_NAME)))
     return model.eval(), metadata
+
+
+@register_upscaler("swinir-trained", description="Small SwinIR trained on this dataset (flux-conserving residual)")
+def swinir_trained(weights: str | None = None, scale: int | None = None, tile_px: int = 256,
+                   tile_overlap_px: int = 16, device: str = "auto") -> NetworkUpscaler:
+    if not weights:
+        raise ConfigError("upscale.weights: backend swinir-trained needs a model folder "
+                          "(made by `flare upscale train DATASET MODEL_DIR`)")
+    model, metadata = load_model(weights)
+    check_scale("swinir-trained", scale, model.config.scale)
+    evaluation = metadata.get("evaluation", {})
+    info = UpscalerInfo(name="swinir-trained", scale=model.config.scale, supports_bf16=True, needs_tiling=True,
+                        model_id=f"{Path(weights).resolve().name}/{WEIGHTS_NAME}", license="same as the training data",
+                        measured_flux_ratio=evaluation.get("flux_ratio"))
+    return NetworkUpscaler(model, info, model_hash=sha256_file(Path(weights) / WEIGHTS_NAME), tile_px=tile_px,
+                           tile_overlap_px=tile_overlap_px, device=device,
+                           extra_config={"architecture": model.config.to_dict()})

@@ -1,7 +1,7 @@
 """Train the residual SwinIR on a dataset's own training images under the astronomical observation model.
 
 HR patches come from the *train* split only (the HR truth of each row where ``truth_path`` exists, else the
-images themselves). Each step observes them through :func:`flare.data.degrade.degrade` (PSF blur, ×4 binning,
+images themselves). Each step observes them through :func:`flare.core.degrade.degrade` (PSF blur, ×4 binning,
 sky + Poisson + read noise, 8-bit rounding) with the dataset's own degradation settings when it records them
 (GZ1 protocol rows do). The loss conserves flux: L1 on pixels, plus L1 between the ×scale box-binned output and
 the box-binned truth (local flux), plus the per-image total-flux difference. Every step's crops and noise come
@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,20 +27,31 @@ from flare.core.files import atomic_output, sha256_file
 from flare.core.io import load_rgb
 from flare.core.manifest import SOURCE_STAGES, Manifest
 from flare.core.seeding import derive_seed
-from flare.data.degrade import FWHM_TO_SIGMA, DegradeConfig, degrade
+from flare.core.degrade import FWHM_TO_SIGMA, DegradeConfig, degrade
 from flare.upscale.swinir_model import SwinIRConfig, build_model, has_model, save_model
 
-__all__ = ["TrainConfig", "train_swinir", "load_training_images", "dataset_degradation", "CHECKPOINT_NAME"]
+__all__ = ["TrainConfig", "swinir_architecture", "train_swinir", "load_training_images", "dataset_degradation",
+           "CHECKPOINT_NAME"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 log = logging.getLogger("flare.upscale")
 
 
+def swinir_architecture(patch_hr_px: int, embed_dim: int | None = None) -> SwinIRConfig:
+    """The default SwinIR, ``embed_dim`` wide (None: the default width), built for LR patches of
+    ``patch_hr_px / scale`` px."""
+    base = SwinIRConfig()
+    width = base.embed_dim if embed_dim is None else embed_dim
+    # Attention splits the width across the heads: a width the default head counts do not divide gets one head.
+    heads = base.num_heads if all(width % n == 0 for n in base.num_heads) else (1,) * len(base.depths)
+    return replace(base, embed_dim=width, num_heads=heads, img_size=patch_hr_px // base.scale)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training settings (all recorded in the model's config.json)."""
+    """Training settings (all recorded in the model's config.json); the defaults are ``flare upscale train``'s."""
 
-    steps: int = 3000
+    steps: int = 2000
     batch_size: int = 16
     patch_hr_px: int = 96  # HR patch side; the LR patch is patch_hr_px / scale
     learning_rate: float = 1e-3
@@ -49,7 +60,17 @@ class TrainConfig:
     checkpoint_every: int = 100
     max_images: int | None = None
     seed: int = 0
-    architecture: SwinIRConfig = field(default_factory=SwinIRConfig)
+    architecture: SwinIRConfig | None = None  # None: swinir_architecture(patch_hr_px)
+
+    def __post_init__(self) -> None:
+        if self.architecture is None:
+            object.__setattr__(self, "architecture", swinir_architecture(self.patch_hr_px))
+
+    @classmethod
+    def with_width(cls, embed_dim: int | None = None, **settings: Any) -> "TrainConfig":
+        """``TrainConfig(**settings)`` training the default SwinIR at ``embed_dim`` wide (None: the default)."""
+        config = cls(**settings)
+        return replace(config, architecture=swinir_architecture(config.patch_hr_px, embed_dim))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -232,7 +253,7 @@ interpolation. Files: `model.safetensors` (weights), `config.json` (architecture
 
 ## Training data
 - Dataset: `{summary['dataset']}` — train split only ({summary['images']} HR images; HR truth where the rows have one).
-- Degradation (flare.data.degrade): {json.dumps(degradation)}.
+- Degradation (flare.core.degrade): {json.dumps(degradation)}.
 - {summary['step']} of {train['steps']} steps{'' if summary['finished'] else ' (unfinished: resumable)'} of batch {train['batch_size']}, HR patches {train['patch_hr_px']} px, AdamW one-cycle lr
   {train['learning_rate']}, seed {train['seed']}; final loss {last_loss:.5f}.
 

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from flare.core.taxonomy import Taxonomy
-from flare.evaluate.metrics import classification_metrics, collapse_probabilities
+from flare.metrics.classification import classification_metrics, collapse_probabilities
 
 __all__ = ["score_probabilities", "macro_probabilities"]
 

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
 
-__all__ = ["classification_metrics", "collapse_probabilities", "mean_std", "paired_differences"]
+__all__ = ["classification_metrics", "macro_f1", "collapse_probabilities", "mean_std", "paired_differences"]
 
 
 def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str]) -> dict[str, Any]:
@@ -32,6 +32,14 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], classes
         "confusion": confusion_matrix(y_true, y_pred, labels=classes).tolist(),
         "classes": classes,
     }
+
+
+def macro_f1(y_true: Sequence[Any], y_pred: Sequence[Any]) -> float:
+    """Macro-F1 over the classes present in ``y_true`` (0 for an empty set): what model choice on val uses."""
+    present = sorted(set(np.asarray(y_true).tolist()))
+    if not present:
+        return 0.0
+    return float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
 
 
 def collapse_probabilities(probabilities: np.ndarray, fine_classes: Sequence[str], fine_to_macro: dict[str, str],

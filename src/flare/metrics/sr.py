@@ -1,6 +1,7 @@
-"""Super-resolution fidelity against HR ground truth (rows with ``truth_path``: simulated sky, GZ1 protocol).
+"""Super-resolution fidelity scores of one output image against its HR ground truth.
 
-Per backend: PSNR and SSIM over the whole HR frame and PSNR over the central half (the central 96² of a 192²
+:func:`flare.upscale.evaluation.evaluate_sr` runs backends over a dataset and aggregates these per backend:
+PSNR and SSIM over the whole HR frame and PSNR over the central half (the central 96² of a 192²
 GZ1 crop, where the galaxy is); the total flux ratio Σ output / Σ truth; and hallucinations: sources that
 ``sep`` finds in the output at ≥ 5σ of the output's own background noise that are neither within
 ``MATCH_RADIUS_PX`` of a truth source (≥ 3σ) nor inside a truth source's footprint. Images are compared in
@@ -9,21 +10,14 @@ GZ1 crop, where the galaxy is); the total flux ratio Σ output / Σ truth; and h
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from flare.core.errors import FlareError
-from flare.core.io import load_rgb
-from flare.core.manifest import SOURCE_STAGES, Manifest
-from flare.core.seeding import derive_seed
 
-__all__ = ["SRScore", "evaluate_sr", "score_image", "detect_sources", "hallucinated_sources", "central_crop",
-           "scores_table"]
+__all__ = ["SRScore", "score_image", "detect_sources", "hallucinated_sources", "central_crop", "scores_table"]
 
 DETECT_SIGMA = 5.0
 TRUTH_SIGMA = 3.0
@@ -119,57 +113,6 @@ def score_image(output: np.ndarray, truth: np.ndarray) -> dict[str, float]:
         "flux_truth": float(truth.astype(np.float64).sum()),
         "hallucinations": hallucinations, "truth_sources": truth_sources,
     }
-
-
-def _pairs(dataset: str | Path, split: str | None, max_images: int | None, seed: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    manifest = Manifest.read(dataset)
-    rows = [r for r in manifest.filter(stage=list(SOURCE_STAGES)).records() if r["truth_path"]]
-    if split:
-        rows = [r for r in rows if r["split"] == split]
-    if not rows:
-        raise FlareError(f"evaluate.sr: {str(dataset)!r} has no source rows with truth_path"
-                         + (f" in split {split!r}" if split else ""))
-    rows.sort(key=lambda r: r["id"])
-    if max_images is not None and len(rows) > max_images:
-        picks = np.random.default_rng(derive_seed(seed, "evaluate-sr")).permutation(len(rows))[:max_images]
-        rows = [rows[i] for i in sorted(picks)]
-    return [(r["id"], load_rgb(manifest.resolve(r["path"])), load_rgb(manifest.resolve(r["truth_path"])))
-            for r in rows]
-
-
-def evaluate_sr(dataset: str | Path, backends: list[str], *, options: dict[str, dict[str, Any]] | None = None,
-                split: str | None = "test", max_images: int | None = None, seed: int = 0,
-                batch_size: int = 8) -> tuple[list[SRScore], pd.DataFrame]:
-    """Score each backend on the LR → HR pairs of ``dataset``; returns aggregates and per-image rows.
-
-    Args:
-        options: per-backend factory options (e.g. ``{"swinir-trained": {"weights": "model/"}}``).
-        max_images: a seeded subset of at most this many pairs (sorted by id).
-    """
-    from flare.upscale import create_upscaler
-
-    pairs = _pairs(dataset, split, max_images, seed)
-    scores, per_image = [], []
-    for name in backends:
-        backend = create_upscaler(name, **(options or {}).get(name, {}))
-        began = time.perf_counter()
-        outputs = []
-        for start in range(0, len(pairs), batch_size):
-            outputs += backend.upscale_many([lr for _, lr, _ in pairs[start:start + batch_size]])
-        elapsed = time.perf_counter() - began
-        rows = []
-        for (image_id, _, truth), output in zip(pairs, outputs):
-            rows.append({"backend": name, "id": image_id, **score_image(output, truth)})
-        frame = pd.DataFrame(rows)
-        ratios = frame["flux_output"] / frame["flux_truth"]
-        scores.append(SRScore(
-            backend=name, images=len(frame), psnr_db=float(frame["psnr_db"].mean()),
-            psnr_centre_db=float(frame["psnr_centre_db"].mean()), ssim=float(frame["ssim"].mean()),
-            flux_ratio=float(frame["flux_output"].sum() / frame["flux_truth"].sum()),
-            flux_ratio_median=float(ratios.median()), hallucinations=int(frame["hallucinations"].sum()),
-            truth_sources=int(frame["truth_sources"].sum()), images_per_s=len(frame) / max(elapsed, 1e-9)))
-        per_image.append(frame)
-    return scores, pd.concat(per_image, ignore_index=True)
 
 
 def scores_table(scores: list[SRScore]) -> str:

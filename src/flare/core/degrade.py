@@ -4,18 +4,33 @@ HR (8-bit display units) → extra PSF blur (Gaussian, FWHM in HR pixels, bringi
 survey's) → ×factor box binning (mean of each block, so surface brightness and total flux per area are kept)
 → noise: sky + Poisson (variance (signal + sky) / gain) + Gaussian read noise → round and clip to uint8.
 The noise is drawn from a generator seeded per image, so the same image and seed always give the same LR.
+
+This module is the one home of the Gaussian PSF: :data:`FWHM_PER_SIGMA` and :func:`gaussian_kernel` (the
+augment stage's PSF blur). ``degrade`` blurs with scipy's ``gaussian_filter`` (radius 4σ, its default);
+``gaussian_kernel`` keeps a 3σ radius because recorded augmentation recipes replay byte for byte with it.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-__all__ = ["DegradeConfig", "degrade", "bin_image", "FWHM_TO_SIGMA"]
+__all__ = ["DegradeConfig", "degrade", "bin_image", "gaussian_kernel", "FWHM_PER_SIGMA", "FWHM_TO_SIGMA"]
 
-FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+FWHM_TO_SIGMA = 1.0 / FWHM_PER_SIGMA
+
+
+def gaussian_kernel(fwhm_px: float, truncate_sigma: float = 3.0) -> list[float]:
+    """Normalised 1-D Gaussian of the given FWHM (pixels), radius ceil(truncate_sigma · σ), float64 → float32 weights."""
+    sigma = fwhm_px / FWHM_PER_SIGMA
+    radius = max(1, math.ceil(truncate_sigma * sigma))
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+    weights = np.exp(-0.5 * (offsets / sigma) ** 2)
+    return [float(np.float32(w)) for w in weights / weights.sum()]
 
 
 @dataclass(frozen=True)

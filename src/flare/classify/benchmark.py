@@ -21,22 +21,23 @@ import numpy as np
 import torch
 
 from flare.classify.backbones import build_backbone, load_local_weights
-from flare.classify.images import ImageTensorCache
+from flare.classify.images import ImageTensorCache, RowRenderer
 from flare.classify.model_io import save_classifier
 from flare.classify.presets import BenchmarkPreset
 from flare.classify.registry import get_preset
 from flare.classify.train import infer, train_classifier
+from flare.core.dataset import Dataset
 from flare.core.device import select_device
 from flare.core.errors import FlareError
 from flare.core.files import atomic_output
 from flare.core.manifest import Manifest, base_images
 from flare.core.seeding import derive_seed
-from flare.core.taxonomy import Taxonomy, load_taxonomy
-from flare.evaluate.features import embed_features
-from flare.evaluate.label_mapping import LabelMapping, load_label_mapping
-from flare.evaluate.metrics import mean_std, paired_differences
-from flare.evaluate.scoring import score_probabilities
-from flare.evaluate.variants import METHODS, MethodData, method_datasets
+from flare.core.taxonomy import Taxonomy
+from flare.metrics.features import embed_features
+from flare.classify.label_mapping import LabelMapping, load_label_mapping
+from flare.metrics.classification import mean_std, paired_differences
+from flare.metrics.scoring import score_probabilities
+from flare.classify.variants import METHODS, MethodData, method_datasets
 
 __all__ = ["BenchmarkSettings", "run_benchmark", "settings_from_config", "summarise_cells", "dataset_taxonomy",
            "cell_name"]
@@ -83,17 +84,12 @@ def cell_name(method: str, backbone: str, task: str, seed: int) -> str:
     return f"{method}__{backbone}__{task}__seed{seed}"
 
 
-def dataset_taxonomy(workdir: Path, manifest: Manifest | None = None) -> Taxonomy:
-    """The taxonomy of the run (``data/taxonomy.yaml``), else one built from the manifest's labels."""
+def dataset_taxonomy(workdir: Path) -> Taxonomy:
+    """The run's taxonomy: that of its first stage folder (every stage carries its input's taxonomy forward)."""
     for name in ("data", "upscale", "augment", "generate", "combine"):
-        file = workdir / name / "taxonomy.yaml"
-        if file.is_file():
-            return load_taxonomy(file)
-    if manifest is None:
-        raise FlareError(f"benchmark: no taxonomy.yaml under {workdir} and no manifest to infer one from")
-    frame = manifest.frame
-    mapping = {str(l): (str(m) if m else str(l)) for l, m in zip(frame["label"], frame["macro_label"])}
-    return Taxonomy("inferred", mapping)
+        if Dataset.exists(workdir / name):
+            return Dataset.open(workdir / name).taxonomy
+    raise FlareError(f"benchmark: no dataset folder under {workdir}")
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -132,8 +128,11 @@ def _labels(rows: list[dict[str, Any]], task: str, taxonomy: Taxonomy) -> list[s
 
 
 def run_benchmark(workdir: str | Path, settings: BenchmarkSettings, out: str | Path | None = None,
-                  log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run every missing cell, then summarise; returns the summary written to ``results.json``."""
+                  log: Callable[[str], None] = print, render: RowRenderer | None = None) -> dict[str, Any]:
+    """Run every missing cell, then summarise; returns the summary written to ``results.json``.
+
+    ``render`` draws rows that have no file (lazy augmentations; ``pipeline.py`` and the CLI pass
+    ``flare.augment.loader.load_row_image``)."""
     workdir = Path(workdir)
     out = Path(out) if out else workdir / "benchmark"
     out.mkdir(parents=True, exist_ok=True)
@@ -143,9 +142,9 @@ def run_benchmark(workdir: str | Path, settings: BenchmarkSettings, out: str | P
         log(f"[benchmark] {note}")
     if not methods:
         raise FlareError(f"benchmark: no method has a dataset under {workdir} (run `flare run` or the stages first)")
-    taxonomy = dataset_taxonomy(workdir, next(iter(methods.values())).train)
+    taxonomy = dataset_taxonomy(workdir)
     preset = settings.preset
-    cache = ImageTensorCache(preset.image_size_px, out / "cache")
+    cache = ImageTensorCache(preset.image_size_px, out / "cache", render=render)
     ood_sets = [_load_ood(m, taxonomy) for m in settings.ood]
     device = select_device(settings.device, "benchmark.device")
     first_seed = settings.seeds[0] if settings.seeds else 0

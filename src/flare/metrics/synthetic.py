@@ -9,13 +9,12 @@ layer gives the features for:
 - classifier agreement: the share of synthetic images the real-trained classifier assigns to the prompted class
   (chance is 1 / number of classes; the classifier's own real val accuracy is reported beside it).
 
-:func:`filter_synthetic` drops synthetic rows by classifier confidence or by feature-space outlier score and
-records each kept row's score in its ``params["filter"]``.
+:func:`score_synthetic` gives each synthetic image its prompted-class confidence and feature-space outlier score;
+:func:`flare.generate.filtering.filter_synthetic` drops rows by them.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +29,7 @@ from flare.core.manifest import Manifest, base_images
 from flare.core.seeding import derive_seed
 
 __all__ = ["FeatureClassifier", "train_feature_classifier", "synthetic_quality", "QualityReport",
-           "manifold_precision_recall", "filter_synthetic"]
+           "manifold_precision_recall", "score_synthetic"]
 
 
 class FeatureClassifier(nn.Module):
@@ -115,18 +114,22 @@ def train_feature_classifier(images: list[np.ndarray], labels: list[str], classe
 
 def manifold_precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[float, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019): the share of fake features inside the real
-    k-NN manifold, and of real features inside the fake one."""
+    k-NN manifold, and of real features inside the fake one.
 
-    def radii(points: np.ndarray) -> np.ndarray:
-        distances = np.linalg.norm(points[:, None] - points[None], axis=-1)
-        kk = min(k, len(points) - 1)
-        return np.sort(distances, axis=1)[:, kk] if kk > 0 else np.zeros(len(points))
+    A point's manifold ball has the radius of its k-th nearest neighbour. Nearest-neighbour queries (scikit-learn)
+    keep memory at O(N·k) plus the candidates inside the largest ball, instead of the N×M distance matrix.
+    """
+    from sklearn.neighbors import NearestNeighbors
 
     def coverage(reference: np.ndarray, queries: np.ndarray) -> float:
         if len(reference) < 2 or not len(queries):
             return float("nan")
-        distances = np.linalg.norm(queries[:, None] - reference[None], axis=-1)
-        return float((distances <= radii(reference)[None]).any(axis=1).mean())
+        kk = min(k, len(reference) - 1)
+        index = NearestNeighbors().fit(reference)
+        # the k-th neighbour of a reference point, itself being the 0th
+        radii = index.kneighbors(reference, n_neighbors=kk + 1)[0][:, kk]
+        distances, neighbours = index.radius_neighbors(queries, radius=float(radii.max()))
+        return float(np.mean([bool((d <= radii[n]).any()) for d, n in zip(distances, neighbours)]))
 
     return coverage(real, fake), coverage(fake, real)
 
@@ -174,7 +177,7 @@ def _fid_kid(extractor: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> tu
     return float(fid.compute()), float(kid_mean), float(kid_std)
 
 
-def _score(manifest: Manifest, *, epochs: int, resolution_px: int, seed: int, reference: str = "base"):
+def score_synthetic(manifest: Manifest, *, epochs: int, resolution_px: int, seed: int, reference: str = "base"):
     if reference not in ("base", "truth"):
         raise ConfigError(f"quality.reference: {reference!r} is not one of base, truth")
     column = "truth_path" if reference == "truth" else "path"
@@ -220,7 +223,7 @@ def synthetic_quality(manifest: Manifest, *, epochs: int = 30, resolution_px: in
 
     ``reference="truth"`` compares with the real rows' HR truth (``truth_path``) instead of their base images: the
     right reference for a generator trained with ``--source truth``."""
-    classifier, classes, real, fake, scores, val_accuracy = _score(manifest, epochs=epochs, resolution_px=resolution_px,
+    classifier, classes, real, fake, scores, val_accuracy = score_synthetic(manifest, epochs=epochs, resolution_px=resolution_px,
                                                                     seed=seed, reference=reference)
     real_x, real_f, real_labels = real
     fake_x, fake_f, fake_labels = fake
@@ -241,29 +244,3 @@ def synthetic_quality(manifest: Manifest, *, epochs: int = 30, resolution_px: in
         rows.append({"class": f"all:{operation}", "real": len(real_labels), "synthetic": len(group),
                      "agreement": float((group["predicted"] == group["label"]).mean())})
     return QualityReport(pd.DataFrame(rows), val_accuracy, 1.0 / len(classes), scores)
-
-
-def filter_synthetic(manifest: Manifest, *, method: str = "confidence", threshold: float = 0.5, epochs: int = 30,
-                     resolution_px: int = 32, seed: int = 0) -> tuple[Manifest, int]:
-    """Drop synthetic rows whose prompted-class confidence is below ``threshold`` (``confidence``) or whose
-    outlier z-score is above it (``outlier``). Kept rows record their score in ``params["filter"]``."""
-    if method not in ("confidence", "outlier"):
-        raise ConfigError(f"generate.filter: {method!r} is not one of none, confidence, outlier")
-    *_, scores, _ = _score(manifest, epochs=epochs, resolution_px=resolution_px, seed=seed)
-    value = scores["confidence"] if method == "confidence" else scores["outlier_z"]
-    keep = value >= threshold if method == "confidence" else value <= threshold
-    dropped = set(scores.loc[~keep.to_numpy(), "id"])
-    by_id = dict(zip(scores["id"], value))
-    records = []
-    for row in manifest.records():
-        if row["id"] in dropped:
-            continue
-        if row["id"] in by_id:
-            params = json.loads(row["params"] or "{}")
-            params["filter"] = {"method": method, "score": round(float(by_id[row["id"]]), 6), "threshold": threshold}
-            row["params"] = json.dumps(params, sort_keys=True)
-        records.append(row)
-    if dropped:
-        (manifest.root / "filtered_out.csv").parent.mkdir(parents=True, exist_ok=True)
-        scores[scores["id"].isin(dropped)].to_csv(manifest.root / "filtered_out.csv", index=False)
-    return Manifest.from_records(records, manifest.root), len(dropped)

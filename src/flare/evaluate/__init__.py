@@ -1,1 +1,0 @@
-"""Functions over manifests and trained models: metrics, the benchmark, features, out-of-domain scoring."""
