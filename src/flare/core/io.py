@@ -6,6 +6,9 @@ astropy.visualization: an *interval* picks the values that map to [0, 1] (percen
 sky median and clips what falls below it. NaN and inf are masked and filled with the background level.
 Colour handling is an explicit policy (grey → RGB, alpha flattened on black, CMYK and palette converted).
 Every failure raises :class:`ImageReadError` whose message is the quarantine reason.
+
+Size limits are checked from the header, before any pixel is decompressed: a 60 KB gzipped FITS can declare
+8000 × 8000 pixels, and the float pipeline above needs ~65 bytes per pixel, so reading it would take 4 GB.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif")
-FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz")
+FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fits.fz", ".fz")  # .fz: tile-compressed
 
 IntervalName = Literal["percentile", "zscale", "minmax"]
 StretchName = Literal["linear", "asinh", "log", "sqrt"]
@@ -43,7 +46,15 @@ StretchName = Literal["linear", "asinh", "log", "sqrt"]
 
 @dataclass(frozen=True)
 class ReadOptions:
-    """How to turn any supported file into an 8-bit image. Every field is recorded in the manifest."""
+    """How to turn any supported file into an 8-bit image. Every field is recorded in the manifest.
+
+    Memory: one read takes at most about ``max_read_bytes`` (2 GB by default) on top of the interpreter.
+    The need is estimated from the header before any pixel is decoded: FITS and 16-bit/float rasters take
+    their raw size plus ~64 bytes a pixel (float64 copies, masks and percentiles of the interval, stretch and
+    sky clip), 8-bit rasters ~12 bytes a pixel; a file over the budget is refused as "too large". Ingest runs
+    ``data.workers`` reads at once, so its peak is about ``workers × max_read_bytes`` plus the encoded PNGs
+    of the converted images it holds until they are written.
+    """
 
     fits_hdu: int | str | None = None  # index or EXTNAME; None = first HDU holding image data
     interval: IntervalName = "percentile"
@@ -56,8 +67,9 @@ class ReadOptions:
     high_bit_stretch: StretchName = "linear"  # for 16-bit and float raster images
     grey_policy: Literal["rgb", "keep", "reject"] = "rgb"
     alpha_policy: Literal["flatten", "reject"] = "flatten"
-    max_pixels: int = 64_000_000  # decompression-bomb limit
+    max_pixels: int = 64_000_000  # decompression-bomb limit, per image plane
     min_side_px: int = 8
+    max_read_bytes: int = 2_000_000_000  # memory one read may take (see the class docstring)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,6 +117,10 @@ def _read_raster(path: Path, options: ReadOptions) -> tuple[np.ndarray, dict[str
                     info["frame_used"] = 0
                 if image.size[0] * image.size[1] > options.max_pixels:
                     raise ImageReadError(f"too large: {image.size[0]}x{image.size[1]} exceeds {options.max_pixels} pixels")
+                high_bit = _HIGH_BIT_MODES.get(image.mode)
+                _check_read_budget(f"{image.size[0]}x{image.size[1]} {image.mode} image",
+                                   image.size[0] * image.size[1],
+                                   high_bit + _FLOAT_WORK_BYTES if high_bit else _UINT8_WORK_BYTES, options)
                 image.load()
                 array = _pil_to_uint8(image, options, info)
     except ImageReadError:
@@ -113,6 +129,8 @@ def _read_raster(path: Path, options: ReadOptions) -> tuple[np.ndarray, dict[str
         raise ImageReadError(f"too large: decompression-bomb limit ({exc})") from None
     except UnidentifiedImageError:
         raise ImageReadError("not a decodable image (unidentified format)") from None
+    except PermissionError:
+        raise ImageReadError("unreadable: permission denied") from None
     except OSError as exc:
         text = str(exc)
         reason = "truncated" if "truncat" in text.lower() else "corrupt"
@@ -125,9 +143,29 @@ def _read_raster(path: Path, options: ReadOptions) -> tuple[np.ndarray, dict[str
     return _apply_grey_policy(array, options, info), info
 
 
+# Bytes a pixel that the float path (interval, stretch, sky clip) holds at its peak beyond the raw data:
+# ~58 measured (numpy 2, astropy 8), rounded up for BSCALE/BZERO scaling copies.
+_FLOAT_WORK_BYTES = 64
+# The 8-bit path: Pillow's buffer, the array copy and the grey → RGB expansion.
+_UINT8_WORK_BYTES = 12
+# Raster modes read through the float path → their bytes a pixel.
+_HIGH_BIT_MODES = {"I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2, "I": 4, "F": 4}
+
+
+def _check_read_budget(what: str, pixels: int, bytes_per_pixel: float, options: ReadOptions) -> None:
+    need = pixels * bytes_per_pixel
+    if need > options.max_read_bytes:
+        raise ImageReadError(f"too large: {what} needs about {_size(need)} to read, over the read budget of "
+                             f"{_size(options.max_read_bytes)} (max_read_bytes)")
+
+
+def _size(n_bytes: float) -> str:
+    return f"{n_bytes / 1e9:.1f} GB" if n_bytes >= 1e9 else f"{n_bytes / 1e6:.1f} MB"
+
+
 def _pil_to_uint8(image: Image.Image, options: ReadOptions, info: dict[str, Any]) -> np.ndarray:
     mode = image.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+    if mode in _HIGH_BIT_MODES:
         data = np.asarray(image).astype(np.float64)
         info["converted"] = f"{mode} → 8-bit by {options.interval} interval + {options.high_bit_stretch} stretch"
         return stretch_to_uint8(data, options, stretch=options.high_bit_stretch, background_clip=False)
@@ -161,8 +199,8 @@ def _pil_to_uint8(image: Image.Image, options: ReadOptions, info: dict[str, Any]
 
 def _check_shape(array: np.ndarray, options: ReadOptions) -> None:
     if array.ndim not in (2, 3) or min(array.shape[:2]) < options.min_side_px:
-        raise ImageReadError(f"too small: {array.shape[1] if array.ndim > 1 else 0}x{array.shape[0]} "
-                             f"(minimum side {options.min_side_px} px)")
+        raise ImageReadError(f"too small: {array.shape[1] if array.ndim > 1 else 0}x{array.shape[0]} px; images "
+                             f"with a side under {options.min_side_px} px are quarantined (data.min_side_px)")
 
 
 def _apply_grey_policy(array: np.ndarray, options: ReadOptions, info: dict[str, Any]) -> np.ndarray:
@@ -182,7 +220,8 @@ def read_fits(path: str | Path, options: ReadOptions = ReadOptions()) -> tuple[n
     """Read a FITS image HDU (BSCALE/BZERO applied by astropy), mask NaN/inf, clip the sky, stretch to uint8.
 
     A 2-D HDU gives a grey image; a 3-D HDU with 3 planes gives RGB (planes as channels); other cubes use
-    the first plane. Degenerate leading axes (e.g. FIRST's ``(1, 1, H, W)``) are squeezed.
+    the first plane. Degenerate leading axes (e.g. FIRST's ``(1, 1, H, W)``) are squeezed. Gzipped and
+    tile-compressed (``.fz``) files are read the same way; their size is checked from the header first.
     """
     from astropy.io import fits
 
@@ -190,19 +229,18 @@ def read_fits(path: str | Path, options: ReadOptions = ReadOptions()) -> tuple[n
     info: dict[str, Any] = {"format": "FITS"}
     try:
         with fits.open(path, memmap=False) as hdul:
-            hdu = _choose_hdu(hdul, options.fits_hdu)
-            info["hdu"] = hdul.index_of(hdu) if hasattr(hdul, "index_of") else options.fits_hdu
-            shape = hdu.shape or ()
-            n_pixels = int(np.prod(shape)) if shape else 0
-            if n_pixels > options.max_pixels * 3:
-                raise ImageReadError(f"too large: FITS shape {shape} exceeds the pixel limit")
-            data = hdu.data
+            index, hdu = _choose_hdu(hdul, options.fits_hdu)
+            info["hdu"] = index
+            _check_fits_size(hdu.header, options)
+            data = hdu.data  # the first access that decompresses or reads pixels
             if data is None:
                 raise ImageReadError("FITS HDU holds no image data")
             data = np.asarray(data, dtype=np.float64)
             info["bunit"] = str(hdu.header.get("BUNIT", ""))
     except ImageReadError:
         raise
+    except PermissionError:
+        raise ImageReadError("unreadable: permission denied") from None
     except Exception as exc:  # astropy raises OSError, TypeError, ValueError, VerifyError for broken files
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         reason = "truncated" if ("truncat" in text.lower() or "end of file" in text.lower()) else "corrupt"
@@ -227,19 +265,48 @@ def read_fits(path: str | Path, options: ReadOptions = ReadOptions()) -> tuple[n
     return _apply_grey_policy(array, options, info), info
 
 
-def _choose_hdu(hdul, selector: int | str | None):
+def _axes(header) -> list[int]:
+    """``[NAXIS1, NAXIS2, ...]`` as the header declares them (for a tile-compressed HDU, the image's)."""
+    return [int(header.get(f"NAXIS{i}", 0)) for i in range(1, int(header.get("NAXIS", 0)) + 1)]
+
+
+def _empty_axis(header) -> str | None:
+    return next((f"NAXIS{i} = 0" for i, n in enumerate(_axes(header), start=1) if n == 0), None)
+
+
+def _choose_hdu(hdul, selector: int | str | None) -> tuple[int, Any]:
+    """The HDU to read and its index, from headers only. ``None``: the first image HDU with pixels in it."""
     if selector is None:
-        for hdu in hdul:
-            if getattr(hdu, "is_image", False) and hdu.shape and len(hdu.shape) >= 2:
-                return hdu
-        raise ImageReadError("FITS file has no image HDU")
+        first_empty = None
+        for index, hdu in enumerate(hdul):
+            if not getattr(hdu, "is_image", False) or len(_axes(hdu.header)) < 2:
+                continue
+            empty = _empty_axis(hdu.header)
+            if empty is None:
+                return index, hdu
+            first_empty = first_empty or f"empty image: {empty} in HDU {index}"
+        raise ImageReadError(first_empty or "FITS file has no image HDU")
     try:
-        hdu = hdul[selector]
+        index, hdu = hdul.index_of(selector), hdul[selector]
     except (KeyError, IndexError):
         raise ImageReadError(f"FITS HDU {selector!r} not found") from None
     if not getattr(hdu, "is_image", False):
         raise ImageReadError(f"FITS HDU {selector!r} is not an image HDU")
-    return hdu
+    empty = _empty_axis(hdu.header)
+    if empty is not None:
+        raise ImageReadError(f"empty image: {empty} in HDU {index}")
+    return index, hdu
+
+
+def _check_fits_size(header, options: ReadOptions) -> None:
+    """Refuse, from the header alone, an image whose planes or working memory exceed the limits."""
+    axes = _axes(header)
+    plane = axes[0] * axes[1] if len(axes) >= 2 else 0
+    if plane > options.max_pixels:
+        raise ImageReadError(f"too large: {axes[0]}x{axes[1]} FITS image exceeds {options.max_pixels} pixels")
+    bitpix = int(header.get("BITPIX", 0))
+    _check_read_budget(f"{'x'.join(map(str, axes))} FITS image at BITPIX {bitpix}", int(np.prod(axes, dtype=np.int64)),
+                       abs(bitpix) / 8 + _FLOAT_WORK_BYTES, options)
 
 
 def stretch_to_uint8(data: np.ndarray, options: ReadOptions, *, stretch: str, background_clip: bool) -> np.ndarray:

@@ -110,14 +110,21 @@ def list_taxonomy_presets() -> list[str]:
 
 
 def load_taxonomy(name_or_path: str | Path) -> Taxonomy:
-    """Load a preset by name (``gz1``, ``spacenet``, ``sim``) or a YAML file by path."""
+    """Load a preset by name (``gz1``, ``spacenet``, ``sim``) or a YAML file by path.
+
+    A ``.yaml``/``.yml`` path or an existing file is a file. Any other preset name is the preset, even where a
+    folder of that name exists: ``flare data ingest SRC gz1/ingested --taxonomy gz1`` makes ``gz1/``.
+    """
     path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
+    presets = list_taxonomy_presets()
+    if path.suffix in (".yaml", ".yml") or path.is_file():
         if not path.is_file():
             raise ConfigError(f"taxonomy: file {str(path)!r} does not exist")
         return Taxonomy.from_dict(yaml.safe_load(path.read_text()))
-    presets = list_taxonomy_presets()
-    if str(name_or_path) not in presets:
-        raise ConfigError(f"taxonomy: {str(name_or_path)!r} is not a file nor one of the presets {', '.join(presets)}")
-    text = (resources.files("flare") / "taxonomies" / f"{name_or_path}.yaml").read_text()
-    return Taxonomy.from_dict(yaml.safe_load(text))
+    if str(name_or_path) in presets:
+        text = (resources.files("flare") / "taxonomies" / f"{name_or_path}.yaml").read_text()
+        return Taxonomy.from_dict(yaml.safe_load(text))
+    if path.exists():
+        raise ConfigError(f"taxonomy: {str(path)!r} is a folder, not a YAML file nor one of the presets "
+                          f"{', '.join(presets)}")
+    raise ConfigError(f"taxonomy: {str(name_or_path)!r} is not a file nor one of the presets {', '.join(presets)}")
