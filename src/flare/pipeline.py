@@ -3,18 +3,41 @@
 Steps run in order; each writes one dataset folder under the work folder and is skipped when that folder's
 manifest already exists (a crashed run resumes at the first unfinished step). With no ``data.source`` the
 embedded default simulates a small survey with GalSim.
+
+Each step folder holds ``flare_step.json``, written when the step starts: a hash of the config that makes its
+outputs (the sections in :data:`STEP_SECTIONS` plus ``seed``, and the hashes of the steps it reads, so a change
+upstream makes every step downstream stale too; ``executor`` is left out, outputs never depend on it). A re-run
+whose config gives another hash for an existing step folder stops with one line naming the stale steps, before
+anything is written; with ``rerun_stale`` (``flare run --rerun-stale``) the first stale step's folder and every
+later step's folder are renamed ``<step>.stale-<n>`` (never deleted) and made again. ``config.yaml`` is written
+only once that check has passed, so it always describes the step folders beside it. A step folder made by an
+older FLARE has no record: it is treated as matching the current config and recorded then.
+
+One run at a time per work folder: ``.flare.lock`` holds the running process's PID (created with ``O_EXCL``); a
+second run stops with one line naming that PID, and a lock whose PID is no longer alive is taken over with a
+warning.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 from flare.core.config import FlareConfig
+from flare.core.errors import FlareError
+from flare.core.files import atomic_write_bytes, prepare_output_dir
 from flare.core.manifest import Manifest
 
-__all__ = ["run_pipeline", "PipelineResult", "STEPS"]
+__all__ = ["run_pipeline", "PipelineResult", "STEPS", "STEP_SECTIONS", "STEP_INPUTS", "RECORD_NAME", "LOCK_NAME",
+           "step_hashes"]
+
+RECORD_NAME = "flare_step.json"
+LOCK_NAME = ".flare.lock"
 
 
 @dataclass
@@ -22,6 +45,7 @@ class PipelineResult:
     workdir: Path
     outputs: dict[str, Path] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    moved_aside: dict[str, Path] = field(default_factory=dict)  # stale step → where its old folder went
 
 
 def _step_data(config: FlareConfig, workdir: Path, outputs: dict[str, Path]) -> Path:
@@ -119,22 +143,201 @@ STEPS: list[tuple[str, Callable[[FlareConfig, Path, dict[str, Path]], Path]]] = 
 ]
 
 
-def run_pipeline(config: FlareConfig, workdir: str | Path | None = None, *, log: Callable[[str], None] = print) -> PipelineResult:
-    workdir = Path(workdir or config.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.yaml").write_text(_dump(config))
+# Config sections each step's outputs depend on, besides ``seed``; a step not named here: its own section.
+# (``data`` uses ``simulate`` only when it simulates, i.e. with no ``data.source``.)
+STEP_SECTIONS: dict[str, tuple[str, ...]] = {"data": ("data", "simulate"), "report": ()}
+# Steps whose folders each step reads; a step not named here (benchmark, report): every earlier step.
+STEP_INPUTS: dict[str, tuple[str, ...]] = {"data": (), "upscale": ("data",), "augment": ("data", "upscale"),
+                                           "generate": ("data", "upscale"),
+                                           "combine": ("data", "upscale", "augment", "generate")}
+
+
+def _sections(config: FlareConfig, name: str) -> dict[str, Any]:
+    names = STEP_SECTIONS.get(name, (name,) if name in type(config).model_fields else ())
+    if name == "data" and config.data.source:
+        names = tuple(n for n in names if n != "simulate")
+    return {section: getattr(config, section).model_dump(mode="json") for section in names}
+
+
+def _record(config: FlareConfig, name: str, inputs: dict[str, str]) -> dict[str, Any]:
+    content = {"step": name, "seed": config.seed, "sections": _sections(config, name), "inputs": inputs}
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+    return {"config_hash": digest, **content}
+
+
+def step_hashes(config: FlareConfig, names: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """The record (``config_hash``, ``seed``, ``sections``, ``inputs``) each step's folder should hold."""
+    names = names if names is not None else [name for name, _ in STEPS]
+    records: dict[str, dict[str, Any]] = {}
+    for index, name in enumerate(names):
+        reads = STEP_INPUTS.get(name, tuple(names[:index]))
+        records[name] = _record(config, name, {i: records[i]["config_hash"] for i in reads if i in records})
+    return records
+
+
+def _read_record(folder: Path) -> dict[str, Any] | None | str:
+    """The folder's record; None when there is none (an older FLARE); "unreadable" when it does not parse."""
+    path = folder / RECORD_NAME
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return "unreadable"
+    return record if isinstance(record, dict) and "config_hash" in record else "unreadable"
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flat(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def _why_stale(old: dict[str, Any] | str, new: dict[str, Any]) -> str:
+    if not isinstance(old, dict):
+        return "its flare_step.json is unreadable"
+    before = _flat({"seed": old.get("seed"), **(old.get("sections") or {})})
+    after = _flat({"seed": new["seed"], **new["sections"]})
+    changed = sorted(key for key in before.keys() | after.keys() if before.get(key) != after.get(key))
+    reasons = [f"{key} {before.get(key)!r} -> {after.get(key)!r}" for key in changed[:3]]
+    if len(changed) > 3:
+        reasons.append(f"{len(changed) - 3} more")
+    upstream = sorted(k for k in new["inputs"] if (old.get("inputs") or {}).get(k) != new["inputs"][k])
+    if upstream:
+        reasons.append("upstream " + ", ".join(upstream))
+    return "; ".join(reasons) or "config changed"
+
+
+def _aside(folder: Path) -> Path:
+    n = 1
+    while (target := folder.with_name(f"{folder.name}.stale-{n}")).exists():
+        n += 1
+    return target
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _workdir_lock(workdir: Path, log: Callable[[str], None]) -> Iterator[None]:
+    """Hold ``workdir/.flare.lock`` (our PID, ``O_CREAT | O_EXCL``) for the run; refuse a live holder's lock."""
+    lock = workdir / LOCK_NAME
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                text = lock.read_text().strip()
+            except OSError:
+                text = ""
+            pid = int(text) if text.isdigit() else -1
+            if pid == os.getpid() or _pid_alive(pid):
+                raise FlareError(f"work folder {str(workdir)!r} is in use by another flare run (PID {pid}, "
+                                 f"{str(lock)!r}); wait for it to finish, or delete the lock if that process "
+                                 "is not flare") from None
+            log(f"warning: taking over a stale lock {lock} (PID {text or '?'} is not running)")
+            with contextlib.suppress(FileNotFoundError):
+                lock.unlink()
+            continue
+        except OSError as exc:
+            raise FlareError(f"work folder {str(workdir)!r}: cannot create {LOCK_NAME} ({exc.strerror or exc})") from None
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"{os.getpid()}\n")
+        break
+    else:
+        raise FlareError(f"work folder {str(workdir)!r}: could not take {LOCK_NAME}; another run keeps taking it")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            if lock.read_text().strip() == str(os.getpid()):
+                lock.unlink()
+
+
+def run_pipeline(config: FlareConfig, workdir: str | Path | None = None, *, log: Callable[[str], None] = print,
+                 rerun_stale: bool = False) -> PipelineResult:
+    """Run (or resume) every step in ``workdir`` (default ``config.workdir``); see the module docstring for the
+    stale-config check, ``rerun_stale`` and the lock. A work folder from an older FLARE (step folders with no
+    ``flare_step.json``) is treated as matching ``config`` and recorded now."""
+    workdir = prepare_output_dir(Path(workdir or config.workdir).expanduser())
+    with _workdir_lock(workdir, log):
+        return _run_locked(config, workdir, log, rerun_stale)
+
+
+def _done(folder: Path) -> bool:
+    return Manifest.exists(folder) or (folder / "DONE").exists()
+
+
+def _run_locked(config: FlareConfig, workdir: Path, log: Callable[[str], None], rerun_stale: bool) -> PipelineResult:
+    names = [name for name, _ in STEPS]
+    expected = step_hashes(config, names)
+    stale: dict[str, str] = {}
+    unrecorded: list[str] = []
+    for name in names:
+        folder = workdir / name
+        if not folder.is_dir():
+            continue
+        record = _read_record(folder)
+        if record is None:
+            unrecorded.append(name)  # an older FLARE's step (or one it left half done): taken as matching
+        elif not isinstance(record, dict) or record["config_hash"] != expected[name]["config_hash"]:
+            stale[name] = _why_stale(record, expected[name])
     result = PipelineResult(workdir)
+    if stale:
+        listed = ", ".join(f"{name} ({why})" for name, why in stale.items())
+        if not rerun_stale:
+            raise FlareError(f"work folder {str(workdir)!r} has steps made with another config: {listed}; "
+                             "config.yaml and the outputs are left as they are. Re-run with --rerun-stale to "
+                             "rename them and every later step to <step>.stale-<n> and make them again, or use "
+                             "another --workdir")
+        first = min(names.index(name) for name in stale)
+        previous = workdir / "config.yaml"
+        previous_text = previous.read_bytes() if previous.is_file() else None
+        for name in names[first:]:
+            folder = workdir / name
+            if folder.exists():
+                target = _aside(folder)
+                folder.rename(target)
+                result.moved_aside[name] = target
+                if previous_text is not None and not (target / "config.yaml").exists():
+                    atomic_write_bytes(target / "config.yaml", previous_text)  # the config that made it
+                log(f"[{name}] stale ({stale.get(name, 'after a stale step')}): moved aside to {target}")
+        unrecorded = [name for name in unrecorded if name not in result.moved_aside]
+    for name in unrecorded:
+        _write_record(workdir / name, expected[name])
+    # only now: every step folder left matches this config, so config.yaml tells the truth about them
+    atomic_write_bytes(workdir / "config.yaml", _dump(config).encode())
     for name, step in STEPS:
-        expected = workdir / name
-        if Manifest.exists(expected) or (expected / "DONE").exists():
-            result.outputs[name] = expected
+        folder = workdir / name
+        if _done(folder):
+            result.outputs[name] = folder
             result.skipped.append(name)
-            log(f"[{name}] already done: {expected}")
+            log(f"[{name}] already done: {folder}")
             continue
         log(f"[{name}] running")
+        _write_record(folder, expected[name])  # before any output, so a crashed step's folder is checked too
         result.outputs[name] = step(config, workdir, result.outputs)
         log(f"[{name}] done: {result.outputs[name]}")
     return result
+
+
+def _write_record(folder: Path, record: dict[str, Any]) -> None:
+    prepare_output_dir(folder)
+    atomic_write_bytes(folder / RECORD_NAME, (json.dumps(record, sort_keys=True, indent=1) + "\n").encode())
 
 
 def _dump(config: FlareConfig) -> str:

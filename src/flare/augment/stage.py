@@ -32,7 +32,7 @@ from flare.augment.registry import create_preset, list_presets
 from flare.core.config import AugmentConfig, ExecutorConfig
 from flare.core.dataset import Dataset, derive_row
 from flare.core.errors import ConfigError, ManifestError
-from flare.core.files import output_is_valid, sha256_bytes, write_rerenderable_bytes
+from flare.core.files import output_is_valid, prepare_output_dir, safe_join, sha256_bytes, write_rerenderable_bytes
 from flare.core.io import load_rgb
 from flare.core.manifest import Manifest, base_images, derived_id
 from flare.core.seeding import derive_seed
@@ -115,8 +115,10 @@ class AugmentWorker:
                 macro = self.taxonomy.fine_to_macro.get(label, row.get("macro_label") or label)
                 image_id = derived_id(row["id"], STAGE, f"_{name}_{variant}")
                 suffix = _SUFFIX[self.encode["format"]]
+                relative = f"{STAGE}/{label}/{image_id}.{suffix}"
+                safe_join(self.root, relative)  # a row that slipped past Dataset.open still cannot write outside
                 records.append(derive_row(
-                    row, id=image_id, path=f"{STAGE}/{label}/{image_id}.{suffix}", sha256="",
+                    row, id=image_id, path=relative, sha256="",
                     label=label, macro_label=macro, split="train", stage=STAGE, operation=name, seed=seed,
                     backend=BACKEND,
                     params={"preset": name, "variant": variant, "recipe": recipe, "mirrored": mirrored,
@@ -164,14 +166,14 @@ class AugmentWorker:
         previous = self.previous.get(record["id"])
         if previous is None or previous[0] != json.dumps(record["params"], sort_keys=True):
             return False
-        if not output_is_valid(self.root / record["path"], previous[1]):
+        if not output_is_valid(safe_join(self.root, record["path"]), previous[1]):
             return False
         record["sha256"] = previous[1]
         return True
 
     def _write(self, record: dict[str, Any], image: torch.Tensor) -> str:
         data = encode_variant(image.permute(1, 2, 0).contiguous().numpy(), self.encode)
-        write_rerenderable_bytes(self.root / record["path"], data)
+        write_rerenderable_bytes(self.root / record["path"], data)  # checked by safe_join in _plan
         return sha256_bytes(data)
 
 
@@ -195,7 +197,7 @@ def augment_dataset(dataset: str | Path, out: str | Path, config: AugmentConfig 
         if name not in config.presets:
             raise ConfigError(f"augment.unsafe: {name!r} is not one of the chosen presets {', '.join(config.presets)}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(out)
     derived = Dataset.open(dataset).derive(out)
     source, taxonomy = derived.manifest, derived.taxonomy
     parents = base_images(source).filter(split="train")
@@ -256,8 +258,10 @@ def render_rows(manifest: Manifest, rows: list[dict[str, Any]], lookup: dict[str
 def replay_dataset(dataset: str | Path, *, check_only: bool = False, batch_size: int = 32,
                    workers: int = 2) -> ReplayReport:
     """Re-render every augment row of ``dataset`` from its recorded recipe; rewrite its file unless
-    ``check_only``. Materialised rows must reproduce their recorded sha256; lazy rows are only counted."""
-    manifest = Manifest.read(dataset)
+    ``check_only``. Materialised rows must reproduce their recorded sha256; lazy rows are only counted.
+    The manifest is read through :meth:`Dataset.open` (containment check) and every write goes through
+    :func:`safe_join`."""
+    manifest = Dataset.open(dataset).manifest
     rows = [r for r in manifest.records() if r["stage"] == STAGE and manifest.params(r).get("materialised", True)]
     report = ReplayReport()
     lookup = _parent_lookup(manifest)
@@ -270,13 +274,14 @@ def replay_dataset(dataset: str | Path, *, check_only: bool = False, batch_size:
             if sha256_bytes(data) != row["sha256"]:
                 report.mismatched.append(row["id"])
             elif not check_only:
-                write_rerenderable_bytes(manifest.resolve(row["path"]), data)
+                write_rerenderable_bytes(safe_join(manifest.root, row["path"]), data)
     return report
 
 
 def export_lazy(dataset: str | Path, *, batch_size: int = 32, workers: int = 2) -> Manifest:
-    """Materialise lazy augment rows of ``dataset`` (files at their planned paths); rewrites the manifest."""
-    manifest = Manifest.read(dataset)
+    """Materialise lazy augment rows of ``dataset`` (files at their planned paths); rewrites the manifest.
+    Read through :meth:`Dataset.open` (containment check); every write goes through :func:`safe_join`."""
+    manifest = Dataset.open(dataset).manifest
     records = manifest.records()
     lazy = [r for r in records if r["stage"] == STAGE and not manifest.params(r).get("materialised", True)]
     lookup = {r["id"]: r for r in records}
@@ -285,7 +290,7 @@ def export_lazy(dataset: str | Path, *, batch_size: int = 32, workers: int = 2) 
         for row, array in zip(chunk, render_rows(manifest, chunk, lookup, batch_size, workers)):
             params = manifest.params(row)
             data = encode_variant(array, params["encode"])
-            write_rerenderable_bytes(manifest.resolve(row["path"]), data)
+            write_rerenderable_bytes(safe_join(manifest.root, row["path"]), data)
             row["sha256"] = sha256_bytes(data)
             row["params"] = {**params, "materialised": True}
     if lazy:

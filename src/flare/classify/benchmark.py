@@ -29,7 +29,7 @@ from flare.classify.train import infer, train_classifier
 from flare.core.dataset import Dataset
 from flare.core.device import select_device
 from flare.core.errors import FlareError
-from flare.core.files import atomic_output
+from flare.core.files import atomic_output, prepare_output_dir
 from flare.core.manifest import Manifest, base_images
 from flare.core.seeding import derive_seed
 from flare.core.taxonomy import Taxonomy
@@ -135,7 +135,7 @@ def run_benchmark(workdir: str | Path, settings: BenchmarkSettings, out: str | P
     ``flare.augment.loader.load_row_image``)."""
     workdir = Path(workdir)
     out = Path(out) if out else workdir / "benchmark"
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(out)
     notes: list[str] = []
     methods = method_datasets(workdir, settings.methods, notes)
     for note in notes:

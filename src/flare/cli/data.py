@@ -83,11 +83,19 @@ def make_lr(dataset: Annotated[Path, typer.Argument(help="An ingested dataset fo
 
 @app.command("check-leakage")
 @handle_errors
-def check_leakage(dataset: Annotated[Path, typer.Argument(help="Dataset folder (or manifest file).")]) -> None:
-    """Exit non-zero if an origin or an exact duplicate sits in two splits, or a generated image is outside train."""
+def check_leakage(dataset: Annotated[Path, typer.Argument(help="Dataset folder (or manifest file).")],
+                  rehash: Annotated[Optional[bool], typer.Option(
+                      "--rehash/--no-rehash",
+                      help="Re-hash every file: report files whose bytes differ from their recorded sha256 and "
+                           "duplicates across splits by content. Default: on for datasets of up to 20 000 "
+                           "hashed files, off above.")] = None) -> None:
+    """Exit non-zero if an origin or an exact duplicate sits in two splits, a generated image is outside train, or
+    (re-hashing) a file's bytes differ from its recorded sha256; a row whose id, label or path leaves the
+    dataset is refused."""
+    from flare.core.dataset import Dataset
     from flare.data.leakage import check_leakage as run_check
 
-    report = run_check(Manifest.read(dataset))
+    report = run_check(Dataset.open(dataset).manifest, rehash=rehash)
     if report.ok:
         console.print(f"no leakage in {dataset}")
         return

@@ -3,17 +3,20 @@
 The tree loads with ``torchvision.datasets.ImageFolder(out / "train")`` and with Hugging Face
 ``datasets.load_dataset("imagefolder", data_dir=out)`` (split folders train/val/test). Rows without a file
 (lazy augmentation recipes) get their planned path and no copy; ``flare combine --export`` renders them.
+
+Every target goes through :func:`safe_join` (a row's split, label or id cannot lead out of ``out``), and every
+copied file's bytes are checked against the row's recorded ``sha256``: a file that changed, or a path that
+points at some other file, is refused with one line naming the row and nothing is written for it.
 """
 
 from __future__ import annotations
 
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
 
 from flare.core.errors import ManifestError
-from flare.core.files import safe_join
+from flare.core.files import safe_join, sha256_bytes
 from flare.core.manifest import Manifest
 
 __all__ = ["imagefolder_path", "write_imagefolder"]
@@ -42,15 +45,19 @@ def write_imagefolder(out: str | Path, chosen: Sequence[tuple[dict[str, Any], Ma
             source = manifest.resolve(row["path"])
             if not source.is_file():
                 raise ManifestError(f"combine: image {str(source)!r} of row {row['id']!r} does not exist")
-            copies.append((source, target))
+            copies.append((source, target, str(row.get("sha256") or ""), str(row["id"])))
         truth = _absolute(manifest, row.get("truth_path"))
         records.append({**row, "path": relative, "truth_path": truth})
 
-    def copy(pair: tuple[Path, Path]) -> None:
-        source, target = pair
+    def copy(item: tuple[Path, Path, str, str]) -> None:
+        source, target, digest, row_id = item
+        data = source.read_bytes()
+        if digest and sha256_bytes(data) != digest:
+            raise ManifestError(f"combine: image {str(source)!r} of row {row_id!r} does not match its recorded "
+                                f"sha256 (the file changed since the manifest was written)")
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".flare-tmp-{target.name}")
-        shutil.copyfile(source, tmp)
+        tmp.write_bytes(data)
         tmp.replace(target)
 
     with ThreadPoolExecutor(workers) as pool:

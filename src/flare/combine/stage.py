@@ -21,7 +21,7 @@ from flare.combine.selection import choose_samples, choose_types, fill_to_target
 from flare.core.config import CombineConfig
 from flare.core.dataset import Dataset
 from flare.core.errors import FlareError, LeakageError
-from flare.core.files import atomic_write_bytes
+from flare.core.files import atomic_write_bytes, prepare_output_dir
 from flare.core.manifest import Manifest, base_images
 
 __all__ = ["combine_datasets", "CombineResult", "select_branch"]
@@ -71,7 +71,7 @@ def combine_datasets(dataset: str | Path, out: str | Path, config: CombineConfig
     augmented = source.filter(stage="augment").records()
     synthetic_rows = [(r, source) for r in source.filter(stage="generate").records()]
     if synthetic is not None:
-        other = Manifest.read(synthetic)
+        other = Dataset.open(synthetic).manifest  # containment-checked like the main input
         known = {r["id"] for r, _ in synthetic_rows}
         synthetic_rows += [(r, other) for r in other.filter(stage="generate").records() if r["id"] not in known]
     held_out = {r["origin_id"] for r in base.records() if r["split"] != "train"}
@@ -94,7 +94,7 @@ def combine_datasets(dataset: str | Path, out: str | Path, config: CombineConfig
     entries = [(r, source, True) for r in base_rows]
     entries += [(r, source, _has_file(source, r)) for r in chosen_aug]
     entries += [(r, syn_manifest[r["id"]], True) for r in chosen_syn_rows]
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(out)
     records = write_imagefolder(out, entries)
     manifest = Manifest.from_records(records, out)
     Dataset(out, manifest, dataset_in.taxonomy).write()

@@ -68,9 +68,11 @@ class DataConfig(_Section):
 class SimulateConfig(_Section):
     """The embedded default survey (GalSim): HR truth and a ×factor coarser LR observation per object."""
 
-    objects_per_class: int = Field(40, ge=1)
+    # Caps on sizes and counts (here and below) stop a typo such as 1e20 before it fills a disk: at most
+    # MAX_COUNT (100 000) objects, images or variants per class, MAX_SIDE_PX (4096) px a side, MAX_K (1000) per image.
+    objects_per_class: int = Field(40, ge=1, le=100_000)  # ≤ MAX_COUNT
     classes: list[str] = ["elliptical", "edge_on", "spiral_clockwise", "spiral_anticlockwise", "merger", "star"]
-    hr_size_px: int = Field(96, ge=16)
+    hr_size_px: int = Field(96, ge=16, le=4096)  # ≤ MAX_SIDE_PX
     factor: int = Field(4, ge=2, le=8)
     hr_pixel_scale_arcsec: float = Field(0.1, gt=0)
     hr_psf_fwhm_arcsec: float = Field(0.25, gt=0)
@@ -90,9 +92,9 @@ class UpscaleConfig(_Section):
     backend: str = "auto"  # "auto" = the faithful default: swinir-trained if a model exists, else bicubic
     scale: Literal[2, 4] = 4
     weights: str | None = None  # weight file for the `file`/`swinir` backends
-    tile_px: int = Field(256, ge=16)
+    tile_px: int = Field(256, ge=16, le=4096)  # ≤ MAX_SIDE_PX
     tile_overlap_px: int = Field(16, ge=0)
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(8, ge=1, le=4096)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     format: Literal["png", "jpeg", "webp"] = "png"
 
@@ -100,7 +102,7 @@ class UpscaleConfig(_Section):
 class AugmentConfig(_Section):
     """Stage 2: K recorded variants per train image and preset (deterministic presets are capped: hflip 1)."""
 
-    k: int = Field(5, ge=0)
+    k: int = Field(5, ge=0, le=1000)  # ≤ MAX_K variants per train image and preset
     presets: list[str] = ["hflip", "color_jitter", "flip_color_jitter", "resized_crop", "perspective"]
     mode: Literal["materialised", "lazy"] = "materialised"
     format: Literal["png", "jpeg", "webp"] = "png"
@@ -118,14 +120,14 @@ class GenerateConfig(_Section):
     """Stage 3: class-prompted text-to-image plus image variations (train split only)."""
 
     backend: str = "embedded"
-    per_class: int = Field(8, ge=0)  # text-to-image images per class
-    variations: int = Field(1, ge=0)  # image-to-image variations per source image
+    per_class: int = Field(8, ge=0, le=100_000)  # text-to-image images per class (≤ MAX_COUNT)
+    variations: int = Field(1, ge=0, le=1000)  # image-to-image variations per source image (≤ MAX_K)
     variation_source: Literal["real", "t2i"] = "real"  # vary the real train images or the t2i images
-    variation_max_per_class: int | None = Field(8, ge=1)  # cap on source images varied per class (None: all); keeps the CPU default quick
+    variation_max_per_class: int | None = Field(8, ge=1, le=100_000)  # ≤ MAX_COUNT; cap on source images varied per class (None: all); keeps the CPU default quick
     templates: list[str] = ["A realistic image of {class} in space"]
     class_prompts: dict[str, list[str]] = {}
     guidance_scale: float = Field(3.0, ge=0)
-    steps: int = Field(20, ge=1)
+    steps: int = Field(20, ge=1, le=1000)  # denoising steps (≤ 1000, a DDPM schedule's length)
     strength: float = Field(0.5, gt=0, le=1)
     scheduler: Literal["ddim", "dpm"] = "ddim"
     batch_size: int = Field(16, ge=1)
@@ -135,7 +137,7 @@ class GenerateConfig(_Section):
     upscale_backend: str = "bicubic"
     # Training the embedded model, in flare run and in `flare generate train` alike (the one home of these
     # defaults: EmbeddedTrainingConfig takes its defaults from here).
-    train_epochs: int = Field(8, ge=1)
+    train_epochs: int = Field(8, ge=1, le=10_000)
     train_resolution_px: int = Field(32, ge=16, le=128)
     train_batch_size: int = Field(16, ge=1)
     train_source: Literal["base", "truth"] = "base"
@@ -150,7 +152,7 @@ class CombineConfig(_Section):
     alpha: float = Field(0.5, ge=0, le=1)
     beta: float = Field(1.0, ge=0, le=1)
     rule: Literal["types", "samples"] = "types"
-    per_class_target: int | None = Field(None, ge=1)
+    per_class_target: int | None = Field(None, ge=1, le=1_000_000)  # ≤ 10 × MAX_COUNT
     export: bool = False  # materialise lazy augmentation recipes into files
 
 
@@ -160,8 +162,8 @@ class BenchmarkConfig(_Section):
     methods: list[str] = ["Raw_LR", "Raw_HR", "Raw_Aug", "T2I_Aug", "FLARE"]
     tasks: list[Literal["fine", "macro"]] = ["fine", "macro"]
     seeds: list[int] = [0]
-    image_size_px: int | None = Field(None, ge=16)
-    epochs: int | None = Field(None, ge=1)
+    image_size_px: int | None = Field(None, ge=16, le=4096)  # ≤ MAX_SIDE_PX
+    epochs: int | None = Field(None, ge=1, le=10_000)
     pretrained: str | None = None  # a local weights file; never a hub download
     samples_per_epoch: int | None = Field(None, ge=1)  # None: the preset's value
     batch_size: int | None = Field(None, ge=1)
@@ -202,8 +204,23 @@ class FlareConfig(_Section):
     @field_validator("workdir")
     @classmethod
     def _nonempty(cls, value: str) -> str:
+        """Not empty, not a file-system root (``/``, ``C:\\``) and not the home folder itself: a run writes step
+        folders, ``config.yaml`` and ``.flare.lock`` there and may rename stale steps aside."""
         if not value.strip():
             raise ValueError("must not be empty")
+        path = Path(value).expanduser()
+        try:
+            resolved = path.resolve()
+        except (OSError, RuntimeError):
+            resolved = path.absolute()
+        if resolved.parent == resolved:
+            raise ValueError("must not be a file-system root; name a folder for this run, e.g. flare-work")
+        try:
+            home = Path.home().resolve()
+        except (OSError, RuntimeError, KeyError):
+            home = None
+        if home is not None and resolved == home:
+            raise ValueError("must not be your home folder itself; name a folder for this run, e.g. ~/flare-work")
         return value
 
 

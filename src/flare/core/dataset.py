@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from flare.core.manifest import Manifest
+from flare.core.manifest import Manifest, check_rows
 from flare.core.taxonomy import Taxonomy, load_taxonomy
 
 __all__ = ["Dataset", "TAXONOMY_NAME", "derive_row", "inferred_taxonomy"]
@@ -45,11 +45,19 @@ class Dataset:
 
     @classmethod
     def open(cls, root: str | Path) -> "Dataset":
-        """Read ``root``'s manifest and taxonomy (inferred from the rows when the folder has no taxonomy file)."""
+        """Read ``root``'s manifest and taxonomy (inferred from the rows when the folder has no taxonomy file).
+
+        Every row is checked against the containment rule (:func:`flare.core.manifest.check_rows`: safe ids,
+        labels of the taxonomy, no path out of the folder) before any stage sees it."""
         root = Path(root)
         manifest = Manifest.read(root)
         file = root / TAXONOMY_NAME
-        taxonomy = load_taxonomy(file) if file.is_file() else inferred_taxonomy(manifest)
+        if file.is_file():
+            taxonomy = load_taxonomy(file)
+            check_rows(manifest, taxonomy)
+        else:
+            check_rows(manifest)
+            taxonomy = inferred_taxonomy(manifest)
         return cls(root, manifest, taxonomy)
 
     def derive(self, out: str | Path) -> "Dataset":

@@ -122,3 +122,20 @@ def remove_stale_temp_files(folder: str | Path) -> int:
             path.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+def prepare_output_dir(path: str | Path) -> Path:
+    """Create the output folder ``path`` (and its parents) and return it; a file in the way (``path`` itself or
+    a parent) or a folder that cannot be made is a one-line :class:`FlareError`, never a raw ``OSError``."""
+    path = Path(path)
+    for part in (path, *path.parents):
+        if part.exists() and not part.is_dir():
+            what = "" if part == path else f" (its parent {str(part)!r} is a file)"
+            raise FlareError(f"output {str(path)!r} is not a folder{what}: choose another path or move the file")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FlareError(f"output {str(path)!r}: cannot create the folder ({exc.strerror or exc})") from None
+    return path
+
+__all__.append("prepare_output_dir")

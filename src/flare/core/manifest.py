@@ -5,11 +5,34 @@ Every row says what an image is (``label``, ``macro_label``, ``split``), where i
 ``model_id``, ``model_hash``). Paths are relative to the dataset folder unless absolute (ingest may reference
 source files in place). Rows are written sorted by ``id`` so that the same content always gives the same file,
 whatever order or worker produced it.
+
+Containment (:func:`check_rows`, run by :meth:`flare.core.dataset.Dataset.open` and so by every stage that
+reads a dataset, and by ``check-leakage``, ``merge-manifests``, ``augment replay/export``): no path taken from a
+manifest ever leaves its root. A row is refused with one :class:`ManifestError` line naming the row and the
+column when
+
+- its ``id`` is not a safe file stem (:data:`ID_PATTERN`: no ``/`` or ``\\``, no control characters, no
+  leading ``.``, 1–200 characters; ingest keeps the user's file names, spaces included, so it is no stricter);
+- its ``label`` is not a safe folder name (``LABEL_PATTERN``) or, when the dataset has a taxonomy, not one of
+  its classes; its ``split`` is not one of ``train``, ``val``, ``test``;
+- its ``path`` or ``truth_path`` leaves the dataset folder. A *relative* path must stay inside the root
+  (checked lexically: no ``..`` out of it). An *absolute* path is accepted only (a) on an ``ingest`` row — the
+  ``reference`` storage points at the user's source files in place — or (b) when it lies inside another FLARE
+  dataset folder (an ancestor folder holding ``manifest.parquet``), which is what :meth:`Manifest.rebase`
+  writes for the rows a stage inherits from its input. Anything else (``/etc/passwd``, ``../x.png``) is refused.
+
+Files read through an accepted absolute path (or through a link inside the root) are verified where their
+bytes are used: ``combine`` checks each copied file's sha256 against the row, and ``check-leakage`` re-hashes
+every file by default. Writers never trust a row either: every output path built from manifest data goes
+through :func:`flare.core.files.safe_join`. Construction (:meth:`Manifest.from_records`) and
+:meth:`Manifest.read` stay permissive so that tools and tests can build and inspect any table.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -21,7 +44,7 @@ import pyarrow.parquet as pq
 from flare.core.errors import ManifestError
 from flare.core.files import atomic_output
 
-__all__ = ["Manifest", "MANIFEST_NAME", "SCHEMA_VERSION", "COLUMNS", "SPLITS", "SOURCE_STAGES", "TRAIN_ONLY_STAGES", "derived_id",
+__all__ = ["Manifest", "check_rows", "ID_PATTERN", "MANIFEST_NAME", "SCHEMA_VERSION", "COLUMNS", "SPLITS", "SOURCE_STAGES", "TRAIN_ONLY_STAGES", "derived_id",
            "base_images"]
 
 MANIFEST_NAME = "manifest.parquet"
@@ -52,6 +75,9 @@ COLUMNS: dict[str, tuple[str, Any]] = {
     "parent_ids": ("string", "[]"),
     "truth_path": ("string", ""),
 }
+# A row id becomes a file stem in every stage's output: one path component, never hidden, never too long.
+ID_PATTERN = re.compile(r"^(?!\.)[^/\\\x00-\x1f\x7f]{1,200}$")
+ID_RULE = "is not a safe file name (no '/', '\\', control characters or leading '.', at most 200 characters)"
 REQUIRED = [name for name, (_, default) in COLUMNS.items() if default is None and name != "seed"]
 
 
@@ -207,6 +233,62 @@ class Manifest:
 
     def ids(self) -> list[str]:
         return self.frame["id"].tolist()
+
+    def validate(self, taxonomy: Any = None) -> "Manifest":
+        """Refuse any row that breaks the containment rule (see :func:`check_rows`); returns ``self``."""
+        check_rows(self, taxonomy)
+        return self
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
+
+
+def check_rows(manifest: Manifest, taxonomy: Any = None) -> None:
+    """Raise a one-line :class:`ManifestError` for the first row whose id, label, split, path or truth_path
+    breaks the containment rule of this module's docstring. ``taxonomy`` (a :class:`Taxonomy`) limits labels
+    to its classes."""
+    from flare.core.taxonomy import LABEL_PATTERN
+
+    frame = manifest.frame
+    root = str(manifest.root)
+    root_abs = os.path.abspath(root)
+    classes = set(taxonomy.fine_to_macro) if taxonomy is not None else None
+    in_dataset: dict[str, bool] = {}
+
+    def refuse(row_id: str, what: str) -> None:
+        raise ManifestError(f"manifest: row {row_id!r} of {root!r}: {what}")
+
+    def inside_a_dataset(folder: str) -> bool:
+        if folder not in in_dataset:
+            parent = os.path.dirname(folder)
+            in_dataset[folder] = (os.path.isfile(os.path.join(folder, MANIFEST_NAME))
+                                  or (parent != folder and inside_a_dataset(parent)))
+        return in_dataset[folder]
+
+    columns = [frame[name].tolist() for name in ("id", "label", "split", "stage", "path", "truth_path")]
+    for row_id, label, split, stage, path, truth in zip(*columns):
+        row_id, label, split = _cell(row_id), _cell(label), _cell(split)
+        if not ID_PATTERN.match(row_id):
+            refuse(row_id, f"id {row_id!r} {ID_RULE}")
+        if classes is not None and label not in classes:
+            refuse(row_id, f"label {label!r} is not one of {', '.join(sorted(classes))}")
+        if not LABEL_PATTERN.match(label):
+            refuse(row_id, f"label {label!r} is not a safe class name (letters, digits, _ . + - space)")
+        if split not in SPLITS:
+            refuse(row_id, f"split {split!r} is not one of {', '.join(SPLITS)}")
+        for column, value in (("path", path), ("truth_path", truth)):
+            value = _cell(value)
+            if not value:
+                continue
+            if os.path.isabs(value):
+                if _cell(stage) == "ingest" or inside_a_dataset(os.path.dirname(os.path.normpath(value))):
+                    continue
+            else:
+                joined = os.path.normpath(os.path.join(root_abs, value))
+                if joined.startswith(root_abs.rstrip(os.sep) + os.sep) and "\x00" not in value:
+                    continue
+            refuse(row_id, f"{column} {value!r} leaves the dataset folder")
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:

@@ -19,7 +19,7 @@ from typing import Iterable, Literal
 import pandas as pd
 
 from flare.core.errors import ConfigError, ManifestError
-from flare.core.files import atomic_output, sha256_file
+from flare.core.files import atomic_output, safe_join, sha256_file
 from flare.core.manifest import COLUMNS, Manifest
 
 __all__ = ["Shard", "parse_shard", "shard_index", "select_shard", "shard_key_column", "merge_manifests"]
@@ -99,16 +99,19 @@ def merge_manifests(inputs: Iterable[str | Path], out: str | Path,
     shard folder are hard-linked (``files="link"``, falling back to a copy across file systems) or copied
     into ``out`` at the same relative path, so a merge of shards equals an unsharded run byte for byte;
     ``files="reference"`` keeps them where they are and rewrites the paths instead.
+
+    Every input is held to the containment rule of :mod:`flare.core.manifest` (:func:`check_rows`) before
+    anything is written, and every linked or copied file lands via :func:`safe_join` under ``out``.
     """
     inputs = [Path(p) for p in inputs]
     if not inputs:
         raise ManifestError("merge: give at least one input dataset folder")
+    manifests = [Manifest.read(folder).validate() for folder in inputs]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     merged: dict[str, dict] = {}
     origin_of: dict[str, Path] = {}
-    for folder in inputs:
-        manifest = Manifest.read(folder)
+    for folder, manifest in zip(inputs, manifests):
         root = manifest.root.resolve()
         for record in manifest.records():
             record = dict(record)
@@ -149,7 +152,7 @@ def _place(value, root: Path, out: Path, files: str, manifest: Manifest, column:
     if files == "reference" or not inside:
         return _relative_or_absolute(source, out)
     relative = source.relative_to(root)
-    target = out / relative
+    target = safe_join(out, relative)
     if target.resolve() == source:
         return str(relative)
     if not source.is_file():

@@ -19,7 +19,7 @@ import pandas as pd
 from flare.core.config import ExecutorConfig, GenerateConfig
 from flare.core.dataset import Dataset, derive_row
 from flare.core.errors import ManifestError
-from flare.core.files import output_is_valid, sha256_bytes
+from flare.core.files import atomic_write_bytes, output_is_valid, prepare_output_dir, sha256_bytes
 from flare.core.io import load_rgb, write_image
 from flare.core.manifest import Manifest, base_images, derived_id
 from flare.core.seeding import derive_seed
@@ -106,7 +106,7 @@ class GenerateWorker:
         todo_t2i, todo_var = [], []
         for job in jobs:
             target = self._target(job)
-            if output_is_valid(target) and output_is_valid(target.with_suffix(".json"), decode=False):
+            if output_is_valid(target) and self._sidecar(target) is not None:
                 continue
             (todo_t2i if job["operation"] == T2I_OPERATION else todo_var).append(job)
         s = self.settings
@@ -138,11 +138,25 @@ class GenerateWorker:
             target.parent.mkdir(parents=True, exist_ok=True)
             write_image(target, image)
             sidecar = {**params, **record}
-            target.with_suffix(".json").write_text(json.dumps(sidecar, sort_keys=True))
+            # atomic, like the image: a torn sidecar must never sit beside a good image under its final name
+            atomic_write_bytes(target.with_suffix(".json"), json.dumps(sidecar, sort_keys=True).encode())
+
+    @staticmethod
+    def _sidecar(target: Path) -> dict[str, Any] | None:
+        """The image's parameters sidecar, or None when it is missing, torn or not a JSON object (older runs
+        wrote it in place): the caller then treats the image as not made yet and makes it again."""
+        try:
+            sidecar = json.loads(target.with_suffix(".json").read_text())
+        except (OSError, ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            return None
+        return sidecar if isinstance(sidecar, dict) else None
 
     def _row(self, job: dict[str, Any]) -> dict[str, Any]:
         target = self._target(job)
-        generated = json.loads(target.with_suffix(".json").read_text())
+        generated = self._sidecar(target)
+        if generated is None:  # only if something removed it after this batch wrote it
+            raise ManifestError(f"generate: sidecar {str(target.with_suffix('.json'))!r} is missing or unreadable; "
+                                "re-run to make that image again")
         params = {**generated, "backend_config": self.backend.config.to_dict(),
                   "operation": job["operation"], "prompt": job["prompt"]}
         return derive_row(None, id=job["id"], path=str(target.relative_to(self.out)),
@@ -195,7 +209,7 @@ def run_generate(dataset: str | Path, out: str | Path, config: GenerateConfig | 
     dataset, out = Path(dataset), Path(out)
     source_dataset = Dataset.open(dataset)
     manifest, taxonomy = source_dataset.manifest, source_dataset.taxonomy
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(out)
     jobs = plan_jobs(manifest, taxonomy, config, seed)
     sources = base_images(manifest).filter(split="train")
     options: dict[str, Any] = {"model_path": config.model_path, "device": config.device}

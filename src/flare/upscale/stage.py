@@ -20,7 +20,7 @@ import pandas as pd
 from flare.core.config import ExecutorConfig, UpscaleConfig
 from flare.core.dataset import Dataset, derive_row
 from flare.core.errors import FlareError, ImageReadError
-from flare.core.files import output_is_valid, sha256_file
+from flare.core.files import output_is_valid, prepare_output_dir, safe_join, sha256_file
 from flare.core.io import load_rgb, write_image
 from flare.core.manifest import SOURCE_STAGES, Manifest, derived_id
 from flare.upscale.base import FLUX_TOLERANCE, UpscaleBackend
@@ -72,7 +72,11 @@ class UpscaleWorker:
         self.out_root, self.fmt = Path(out_root), fmt
 
     def _output_path(self, row: dict[str, Any]) -> Path:
-        return Path(UPSCALED_DIR) / str(row["label"]) / f"{derived_id(row['id'], 'upscale', 0)}{_SUFFIX[self.fmt]}"
+        """The output file, relative to ``out_root``; refused (``safe_join``) if the row's label or id would
+        take it outside, even for a row that slipped past the read check."""
+        relative = Path(UPSCALED_DIR) / str(row["label"]) / f"{derived_id(row['id'], 'upscale', 0)}{_SUFFIX[self.fmt]}"
+        safe_join(self.out_root, relative)
+        return relative
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         rows = batch.to_dict("records")
@@ -134,7 +138,7 @@ def upscale_dataset(dataset: str | Path, out: str | Path, config: UpscaleConfig 
     # names (bicubic takes only scale), so create_upscaler can reject any other option.
     options = UPSCALERS.supported_options(name, {"scale": config.scale, "weights": weights, "tile_px": config.tile_px,
                                                  "tile_overlap_px": config.tile_overlap_px, "device": config.device})
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(out)
     rebased = derived.manifest
     sources = rebased.filter(stage=list(SOURCE_STAGES))
     if not len(sources):
