@@ -257,3 +257,40 @@ def test_every_stage_output_passes_the_check(sim, tmp_path):
         Manifest.read(root).validate()
         assert check_leakage(Manifest.read(root)).ok
     assert replay_dataset(aug, check_only=True).ok
+
+
+# ------------------------------------------------- the commands that read a manifest: generate, benchmark, report
+
+
+def _workdir_with_a_bad_row(sim: Path, tmp_path: Path, **columns) -> Path:
+    """A `flare run` work folder whose data step holds ``sim`` with one row edited."""
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    shutil.move(str(sim), workdir / "data")
+    _edit(workdir / "data", FIRST, **columns)
+    return workdir
+
+
+@pytest.mark.parametrize("command", ["generate", "benchmark", "report"])
+@pytest.mark.parametrize("columns, column", [({"path": "../../outside.png"}, "path"), ({"id": "../PWNED_id"}, "id")])
+def test_generate_benchmark_and_report_refuse_a_row_that_leaves(sim, tmp_path, command, columns, column):
+    from flare.classify.benchmark import BenchmarkSettings, run_benchmark
+    from flare.classify.registry import get_preset
+    from flare.core.config import GenerateConfig
+    from flare.generate.stage import run_generate
+    from flare.report.html import build_report
+
+    (tmp_path / "outside.png").write_bytes(b"not an image of this dataset")
+    workdir = _workdir_with_a_bad_row(sim, tmp_path, **columns)
+    out = tmp_path / "out"
+    before = _listing(tmp_path, exclude=out)
+    run = {"generate": lambda: run_generate(workdir / "data", out, GenerateConfig(per_class=1, variations=0)),
+           "benchmark": lambda: run_benchmark(workdir, BenchmarkSettings(preset=get_preset("cpu-tiny")), out,
+                                              log=lambda _: None),
+           "report": lambda: build_report(workdir, out / "report.html")}[command]
+    with pytest.raises(ManifestError) as raised:
+        run()
+    assert FIRST in _one_line(raised) or "PWNED" in str(raised.value)
+    assert column in str(raised.value)
+    assert _listing(tmp_path, exclude=out) == before
+    assert not list(out.rglob("*.png")) if out.exists() else True

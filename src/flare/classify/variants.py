@@ -51,7 +51,7 @@ def evaluation_set(workdir: Path) -> Manifest | None:
     """Real val + test images at HR (after stage 1), else at source resolution; None when there is no data."""
     for name in ("upscale", "data"):
         if Manifest.exists(workdir / name):
-            rows = base_images(Manifest.read(workdir / name))
+            rows = base_images(Manifest.read(workdir / name).validate())
             return rows.filter(split=["val", "test"])
     return None
 
@@ -84,7 +84,7 @@ def method_datasets(workdir: str | Path, methods: list[str] | tuple[str, ...] = 
         if not Manifest.exists(folder):
             notes.append(f"{method}: skipped, no dataset at {folder} (stage not run)")
             continue
-        manifest = Manifest.read(folder)
+        manifest = Manifest.read(folder).validate()  # the containment rule: no row leaves its folder
         if method == "Raw_LR":
             source = manifest.filter(stage=list(SOURCE_STAGES))
             train, evaluation = _split(source, "train"), source

@@ -77,7 +77,8 @@ def _table(header: Iterable[Any], rows: Iterable[Iterable[Any]], table_id: str =
 
 
 def _read(folder: Path) -> Manifest | None:
-    return Manifest.read(folder) if Manifest.exists(folder) else None
+    # the containment rule (core.manifest): a row whose path leaves its folder is refused, never shown
+    return Manifest.read(folder).validate() if Manifest.exists(folder) else None
 
 
 def _method_rank(method: str) -> int:
