@@ -101,11 +101,12 @@ def test_report_sr_scores_from_sr_eval_and_unreadable_ones(sim_dataset, tmp_path
 
 
 def test_report_escapes_what_it_shows(sim_dataset, tmp_path):
+    # Labels cannot carry markup (the containment rule refuses them, below), so the text that reaches the page
+    # unchecked is a stage's JSON (an SR backend name) and the run folder's own name.
     workdir = build_workdir(sim_dataset, tmp_path / "run<i>", stages=())
-    data = Manifest.read(workdir / "data")
-    label = data.frame["label"].iloc[0]
-    data.frame["label"] = data.frame["label"].replace(label, "<script>alert(1)</script>")
-    data.write()
+    (workdir / "sr_eval").mkdir()
+    (workdir / "sr_eval" / "sr_scores.json").write_text(
+        _sr_scores(("<script>alert(1)</script>", 3, 23.0, 21.0, 0.7, 1.0, 1.0, 0, 9, 50.0)))
     out = tmp_path / "r.html"
     result = CliRunner().invoke(app, ["report", str(workdir), "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -113,6 +114,17 @@ def test_report_escapes_what_it_shows(sim_dataset, tmp_path):
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<i>" not in page and "run&lt;i&gt;" in page
     assert page.count("<script>") == 1  # only the report's own load check
+
+
+def test_report_refuses_a_label_that_is_not_a_class_name(sim_dataset, tmp_path):
+    workdir = build_workdir(sim_dataset, tmp_path / "run", stages=())
+    data = Manifest.read(workdir / "data")
+    label = data.frame["label"].iloc[0]
+    data.frame["label"] = data.frame["label"].replace(label, "<script>alert(1)</script>")
+    data.write()
+    out = tmp_path / "r.html"
+    result = CliRunner().invoke(app, ["report", str(workdir), "--out", str(out)])
+    assert result.exit_code == 1 and "is not a safe class name" in result.output and not out.exists()
 
 
 def test_report_tolerates_a_run_with_only_data(sim_dataset, tmp_path):
