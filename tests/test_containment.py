@@ -67,35 +67,27 @@ FIRST = "sim-edge_on-0000"
 # ---------------------------------------------------------------- finding 1: id / label with ../
 
 
+def _run_stage(stage: str, sim: Path, out: Path) -> None:
+    if stage == "augment":
+        augment_dataset(sim, out, AUG)
+    else:
+        upscale_dataset(sim, out, UpscaleConfig(backend="bicubic"))
+
+
 @pytest.mark.parametrize("stage", ["augment", "upscale"])
-def test_id_with_dotdot_is_refused_and_nothing_is_written(sim, tmp_path, stage):
-    bad = "../../../PWNED_id"
-    _edit(sim, FIRST, id=bad)
+@pytest.mark.parametrize("column, bad", [("id", "../../../PWNED_id"), ("label", "../../PWNED_label")])
+def test_id_or_label_with_dotdot_is_refused_and_nothing_is_written(sim, tmp_path, stage, column, bad):
+    _edit(sim, FIRST, **{column: bad})
     out = tmp_path / "out"
     before = _listing(tmp_path, out)
     with pytest.raises(ManifestError) as exc:
-        if stage == "augment":
-            augment_dataset(sim, out, AUG)
-        else:
-            upscale_dataset(sim, out, UpscaleConfig(backend="bicubic"))
-    assert _one_line(exc) == f"manifest: row {bad!r} of {str(sim)!r}: id {bad!r} {ID_RULE}"
+        _run_stage(stage, sim, out)
+    if column == "id":
+        assert _one_line(exc) == f"manifest: row {bad!r} of {str(sim)!r}: id {bad!r} {ID_RULE}"
+    else:
+        assert _one_line(exc).startswith(f"manifest: row {FIRST!r} of {str(sim)!r}: label {bad!r} is not one of ")
     assert _listing(tmp_path, out) == before
     assert not list(tmp_path.parent.glob("PWNED*"))
-
-
-@pytest.mark.parametrize("stage", ["augment", "upscale"])
-def test_label_with_dotdot_is_refused_and_nothing_is_written(sim, tmp_path, stage):
-    bad = "../../PWNED_label"
-    _edit(sim, FIRST, label=bad)
-    out = tmp_path / "out"
-    before = _listing(tmp_path, out)
-    with pytest.raises(ManifestError) as exc:
-        if stage == "augment":
-            augment_dataset(sim, out, AUG)
-        else:
-            upscale_dataset(sim, out, UpscaleConfig(backend="bicubic"))
-    assert _one_line(exc).startswith(f"manifest: row {FIRST!r} of {str(sim)!r}: label {bad!r} is not one of ")
-    assert _listing(tmp_path, out) == before
 
 
 def test_label_outside_a_given_taxonomy_is_refused(sim):

@@ -20,17 +20,16 @@ warning.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from flare.core.config import FlareConfig
 from flare.core.errors import FlareError
 from flare.core.files import atomic_write_bytes, prepare_output_dir
+from flare.core.lock import pid_lock
 from flare.core.manifest import Manifest
 
 __all__ = ["run_pipeline", "PipelineResult", "STEPS", "STEP_SECTIONS", "STEP_INPUTS", "RECORD_NAME", "LOCK_NAME",
@@ -218,63 +217,13 @@ def _aside(folder: Path) -> Path:
     return target
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    except OSError:
-        return False
-    return True
-
-
-@contextlib.contextmanager
-def _workdir_lock(workdir: Path, log: Callable[[str], None]) -> Iterator[None]:
-    """Hold ``workdir/.flare.lock`` (our PID, ``O_CREAT | O_EXCL``) for the run; refuse a live holder's lock."""
-    lock = workdir / LOCK_NAME
-    for _ in range(3):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                text = lock.read_text().strip()
-            except OSError:
-                text = ""
-            pid = int(text) if text.isdigit() else -1
-            if pid == os.getpid() or _pid_alive(pid):
-                raise FlareError(f"work folder {str(workdir)!r} is in use by another flare run (PID {pid}, "
-                                 f"{str(lock)!r}); wait for it to finish, or delete the lock if that process "
-                                 "is not flare") from None
-            log(f"warning: taking over a stale lock {lock} (PID {text or '?'} is not running)")
-            with contextlib.suppress(FileNotFoundError):
-                lock.unlink()
-            continue
-        except OSError as exc:
-            raise FlareError(f"work folder {str(workdir)!r}: cannot create {LOCK_NAME} ({exc.strerror or exc})") from None
-        with os.fdopen(fd, "w") as handle:
-            handle.write(f"{os.getpid()}\n")
-        break
-    else:
-        raise FlareError(f"work folder {str(workdir)!r}: could not take {LOCK_NAME}; another run keeps taking it")
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            if lock.read_text().strip() == str(os.getpid()):
-                lock.unlink()
-
-
 def run_pipeline(config: FlareConfig, workdir: str | Path | None = None, *, log: Callable[[str], None] = print,
                  rerun_stale: bool = False) -> PipelineResult:
     """Run (or resume) every step in ``workdir`` (default ``config.workdir``); see the module docstring for the
     stale-config check, ``rerun_stale`` and the lock. A work folder from an older FLARE (step folders with no
     ``flare_step.json``) is treated as matching ``config`` and recorded now."""
     workdir = prepare_output_dir(Path(workdir or config.workdir).expanduser())
-    with _workdir_lock(workdir, log):
+    with pid_lock(workdir / LOCK_NAME, f"work folder {str(workdir)!r}", "flare run", log):
         return _run_locked(config, workdir, log, rerun_stale)
 
 

@@ -21,7 +21,7 @@ from flare.classify.backbones import rebuild_backbone
 from flare.classify.train import MEAN, STD
 from flare.core.errors import FlareError
 from flare.core.files import atomic_output
-from flare.core.taxonomy import LABEL_PATTERN, Taxonomy, load_taxonomy
+from flare.core.taxonomy import Taxonomy, load_taxonomy
 
 __all__ = ["SavedClassifier", "save_classifier", "load_classifier", "WEIGHTS_NAME", "CONFIG_NAME"]
 
@@ -98,10 +98,14 @@ def _check_classes(classes: list[str], task: str, taxonomy: Taxonomy, where: str
                             (("unknown", unknown), ("missing", missing), ("repeated", repeated)) if values)
         raise FlareError(f"{where}: classes [{', '.join(classes)}] do not match the {task} classes of taxonomy.yaml "
                          f"[{', '.join(expected)}] ({details})")
-    unsafe = [m for m in taxonomy.macro_classes if not LABEL_PATTERN.match(m)]
-    if unsafe:
-        raise FlareError(f"{where}: macro class {unsafe[0]!r} of taxonomy.yaml is not a safe name "
-                         "(letters, digits, _ . + - space)")
+
+
+def _read_taxonomy(path: Path) -> Taxonomy:
+    """``taxonomy.yaml`` (its fine and macro classes are safe names: they become folder names when sorting)."""
+    try:
+        return load_taxonomy(path)
+    except (FlareError, yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
+        raise FlareError(f"predict.model_dir: {str(path)!r} is not a valid taxonomy ({_one_line(exc)})") from None
 
 
 def load_classifier(folder: str | Path, device: str | torch.device = "cpu") -> SavedClassifier:
@@ -113,11 +117,7 @@ def load_classifier(folder: str | Path, device: str | torch.device = "cpu") -> S
         if not file.is_file():
             raise FlareError(f"predict.model_dir: {str(file)!r} is missing (expected a folder saved by the benchmark)")
     config = _read_config(config_file)
-    try:
-        taxonomy = load_taxonomy(taxonomy_file)
-    except (FlareError, yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
-        raise FlareError(f"predict.model_dir: {str(taxonomy_file)!r} is not a valid taxonomy "
-                         f"({_one_line(exc)})") from None
+    taxonomy = _read_taxonomy(taxonomy_file)
     classes, task = config["classes"], config["task"]
     _check_classes(classes, task, taxonomy, f"predict.model_dir: {str(config_file)!r}")
     architecture = config["spec"]["architecture"]

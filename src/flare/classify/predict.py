@@ -26,11 +26,12 @@ file it was. Listings are read as bytes for the same reason.
 from __future__ import annotations
 
 import codecs
+import functools
 import hashlib
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Callable, Iterable, Literal
 
 import numpy as np
 import pandas as pd
@@ -114,35 +115,33 @@ def predict_files(classifier: SavedClassifier, files: list[Path], batch_size: in
     with make_progress() as progress:
         overall = progress.add_task("predict", total=len(files))
         for start in range(0, len(files), batch_size):
-            _predict_batch(classifier, files[start:start + batch_size], start, batch_size, low_confidence, records,
-                           progress)
-            progress.advance(overall, len(files[start:start + batch_size]))
-    # Row i is files[i] (a batch lists its unreadable files first), so callers can pair rows with real paths.
-    frame = pd.DataFrame.from_records(records)
-    return frame.sort_values("_index").drop(columns="_index").reset_index(drop=True)
+            chunk = files[start:start + batch_size]
+            records += _predict_batch(classifier, chunk, batch_size, low_confidence, progress)
+            progress.advance(overall, len(chunk))
+    # Row i is files[i], so callers can pair rows with real paths.
+    return pd.DataFrame.from_records(records)
 
 
-def _predict_batch(classifier: SavedClassifier, chunk: list[Path], first: int, batch_size: int,
-                   low_confidence: float, records: list[dict], progress: Any) -> None:
-    """Read, classify and append the rows of one batch (unreadable files get their quarantine reason);
-    ``first`` is the batch's position in the file list."""
+def _predict_batch(classifier: SavedClassifier, chunk: list[Path], batch_size: int, low_confidence: float,
+                   progress: Any) -> list[dict]:
+    """Read and classify one batch: its rows, in ``chunk`` order (unreadable files get their quarantine reason)."""
     taxonomy = classifier.taxonomy
+    rows: list[dict] = [{"path": _printable(str(path)), "error": ""} for path in chunk]
     arrays, readable = [], []
-    for index, path in enumerate(chunk, first):
+    for row, path in zip(rows, chunk):
         try:
             image, _ = read_image(path)
         except ImageReadError as exc:
-            records.append({"_index": index, "path": _printable(str(path)), "error": _printable(str(exc))})
+            row["error"] = _printable(str(exc))
             continue
         arrays.append(resize_square(image, classifier.image_size_px))
-        readable.append((index, path))
+        readable.append(row)
     if not arrays:
-        return
+        return rows
     probabilities, _ = infer(classifier.model, np.stack(arrays), batch_size, description="batch",
                              progress=progress)
     macro = macro_probabilities(probabilities, classifier.classes, classifier.task, taxonomy)
-    for i, (index, path) in enumerate(readable):
-        row: dict = {"_index": index, "path": _printable(str(path)), "error": ""}
+    for i, row in enumerate(readable):
         if classifier.task == "fine":
             best = int(probabilities[i].argmax())
             row["fine_label"], row["fine_probability"] = classifier.classes[best], float(probabilities[i, best])
@@ -155,7 +154,7 @@ def _predict_batch(classifier: SavedClassifier, chunk: list[Path], first: int, b
         row["low_confidence"] = bool(top < low_confidence)
         for j, name in enumerate(classifier.classes):
             row[f"prob_{name}"] = float(probabilities[i, j])
-        records.append(row)
+    return rows
 
 
 def _check_out(out: Path, files: list[Path]) -> None:
@@ -193,55 +192,54 @@ def _check_sort(folder: str | Path, mode: str, files: Iterable[Path], input_fold
     for file in files:
         held |= {Path(file).parent.resolve(), Path(file).resolve().parent}  # where the name lives, where the data lives
     for inputs in held:
-        if target == inputs or inputs in target.parents or target in inputs.parents:
+        if target.is_relative_to(inputs) or inputs.is_relative_to(target):
             raise FlareError(f"predict.sort: {str(folder)!r} is, holds or lies inside {str(inputs)!r}, which holds "
                              "inputs; sort into a folder outside every input folder")
 
 
-def _stable_name(source: Path) -> str:
-    """``<stem>-<8 hex><suffix>``, the hex from the source's absolute path: unique per input, equal across runs."""
-    tag = hashlib.sha256(os.fsencode(source.resolve())).hexdigest()[:8]
+def _stable_name(source: Path, resolved: Path) -> str:
+    """``<stem>-<8 hex><suffix>``, the hex from the source's absolute path ``resolved``: unique per input, equal
+    across runs."""
+    tag = hashlib.sha256(os.fsencode(resolved)).hexdigest()[:8]
     name = source.name
     suffix = next((name[-len(s):] for s in _SUFFIXES if name.lower().endswith(s)), source.suffix)
     return f"{name[:len(name) - len(suffix)]}-{tag}{suffix}"
 
 
-def _holds(target: Path, source: Path, mode: str) -> bool:
+def _holds(target: Path, source: Path, mode: str, digest: Callable[[], str]) -> bool:
     """Whether ``target`` is already this source's placement (an earlier run's), so it can be kept as it is."""
     if mode == "symlink":
         return target.is_symlink() and target.resolve() == source.resolve()
-    return not target.is_symlink() and target.is_file() and sha256_file(target) == sha256_file(source)
+    return not target.is_symlink() and target.is_file() and sha256_file(target) == digest()
 
 
-def _write(source: Path, target: Path, mode: str) -> None:
+def _write(source: Path, target: Path, mode: str, digest: Callable[[], str]) -> None:
     if mode == "symlink":
         target.symlink_to(source.resolve())
     elif mode == "hardlink":
         os.link(source, target)
     else:
-        digest = sha256_file(source)
         with atomic_output(target) as tmp:  # the final name only ever holds a verified copy
-            shutil.copyfile(source, tmp)
-            shutil.copystat(source, tmp)
-            if sha256_file(tmp) != digest:
+            shutil.copy2(source, tmp)
+            if sha256_file(tmp) != digest():
                 raise FlareError(f"predict.sort: the copy of {str(source)!r} does not match it (sha256); "
                                  "the source is kept")
-    if mode == "move":
-        source.unlink()
 
 
 def _place(source: Path, directory: Path, names: list[str], mode: str) -> Path:
-    """Put ``source`` in ``directory`` under the first of ``names`` that is free or already holds it."""
+    """Put ``source`` in ``directory`` under the first of ``names`` that is free or already holds it; with
+    ``move``, remove ``source`` once a verified copy is in place."""
     directory.mkdir(parents=True, exist_ok=True)
+    digest = functools.cache(lambda: sha256_file(source))  # the source is hashed at most once, and only if needed
     for name in names:
         target = directory / name
         if not os.path.lexists(target):
-            _write(source, target, mode)
-            return target
-        if _holds(target, source, mode):
-            if mode == "move":  # the verified copy is already there
-                source.unlink()
-            return target
+            _write(source, target, mode, digest)
+        elif not _holds(target, source, mode, digest):
+            continue
+        if mode == "move":
+            source.unlink()
+        return target
     raise FlareError(f"predict.sort: {' and '.join(names)} already exist in {str(directory)!r} with other content")
 
 
@@ -254,29 +252,33 @@ def sort_images(frame: pd.DataFrame, folder: str | Path, mode: SortMode = "copy"
     is not UTF-8 escaped, so pass the files :func:`predict_files` was given). ``input_folders`` are the folders
     the inputs were found in (the folders of the files are always checked); the rules are in the module docstring.
     """
-    folder = Path(folder)
     sources = [Path(p) for p in frame["path"]] if sources is None else sources
     _check_sort(folder, mode, sources, input_folders)
+    return _sort_checked(frame, Path(folder), mode, level, sources)
+
+
+def _sort_checked(frame: pd.DataFrame, folder: Path, mode: str, level: str, sources: list[Path]) -> pd.DataFrame:
+    """:func:`sort_images` once :func:`_check_sort` has passed."""
     column = "fine_label" if level == "fine" else "macro_label"
     labels = []
     for row in frame.to_dict("records"):
         label = row.get(column) or row.get("macro_label")
         labels.append(label if not row.get("error") and isinstance(label, str) and label else "")
     # Inputs that would share a name in one label folder; case-folded, as macOS and Windows folders ignore case.
+    resolved = [source.resolve() if label else None for source, label in zip(sources, labels)]
     owners: dict[tuple[str, str], set[Path]] = {}
-    for source, label in zip(sources, labels):
+    for source, key, label in zip(sources, resolved, labels):
         if label:
-            owners.setdefault((label, source.name.casefold()), set()).add(source.resolve())
+            owners.setdefault((label, source.name.casefold()), set()).add(key)
     done: dict[Path, tuple[str, str]] = {}  # a file listed twice is placed once
     placements = []
-    for source, label in zip(sources, labels):
+    for source, key, label in zip(sources, resolved, labels):
         if not label:
             placements.append(("", ""))
             continue
-        key = source.resolve()
         if key not in done:
             shared = len(owners[(label, source.name.casefold())]) > 1
-            names = [_stable_name(source)] if shared else [source.name, _stable_name(source)]
+            names = [_stable_name(source, key)] if shared else [source.name, _stable_name(source, key)]
             try:
                 done[key] = (_printable(str(_place(source, folder / label, names, mode))), "")
             except (FlareError, OSError) as exc:  # one file's failure (disk full, cross-device link) spares the rest
@@ -304,7 +306,7 @@ def run_predict(model_dir: str | Path, inputs: list[str | Path], out: str | Path
     if sort_into is None:
         write_predictions(frame, out)
         return frame
-    frame = sort_images(frame, sort_into, sort_mode, "fine" if classifier.task == "fine" else "macro", folders, files)
+    frame = _sort_checked(frame, Path(sort_into), sort_mode, classifier.task, files)  # task: "fine" or "macro"
     write_predictions(frame, out)
     failed = frame[frame["sort_error"] != ""]
     if len(failed):

@@ -14,7 +14,7 @@ from typing import Iterator
 
 from flare.core.errors import FlareError
 
-__all__ = ["atomic_write_bytes", "write_rerenderable_bytes", "atomic_output", "safe_join", "sha256_file",
+__all__ = ["atomic_write_bytes", "prepare_output_dir", "write_rerenderable_bytes", "atomic_output", "safe_join", "sha256_file",
            "update_digest", "sha256_bytes", "TEMP_PREFIX", "output_is_valid", "remove_stale_temp_files"]
 
 # Temp files start with this prefix so that resume logic and tests can find leftovers.
@@ -137,5 +137,3 @@ def prepare_output_dir(path: str | Path) -> Path:
     except OSError as exc:
         raise FlareError(f"output {str(path)!r}: cannot create the folder ({exc.strerror or exc})") from None
     return path
-
-__all__.append("prepare_output_dir")

@@ -14,6 +14,7 @@ Size limits are checked from the header, before any pixel is decompressed: a 60 
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -115,11 +116,11 @@ def _read_raster(path: Path, options: ReadOptions) -> tuple[np.ndarray, dict[str
                 if getattr(image, "n_frames", 1) > 1:
                     info["frames"] = image.n_frames
                     info["frame_used"] = 0
-                if image.size[0] * image.size[1] > options.max_pixels:
-                    raise ImageReadError(f"too large: {image.size[0]}x{image.size[1]} exceeds {options.max_pixels} pixels")
+                width, height = image.size
+                if width * height > options.max_pixels:
+                    raise ImageReadError(f"too large: {width}x{height} exceeds {options.max_pixels} pixels")
                 high_bit = _HIGH_BIT_MODES.get(image.mode)
-                _check_read_budget(f"{image.size[0]}x{image.size[1]} {image.mode} image",
-                                   image.size[0] * image.size[1],
+                _check_read_budget(f"{width}x{height} {image.mode} image", width * height,
                                    high_bit + _FLOAT_WORK_BYTES if high_bit else _UINT8_WORK_BYTES, options)
                 image.load()
                 array = _pil_to_uint8(image, options, info)
@@ -229,9 +230,9 @@ def read_fits(path: str | Path, options: ReadOptions = ReadOptions()) -> tuple[n
     info: dict[str, Any] = {"format": "FITS"}
     try:
         with fits.open(path, memmap=False) as hdul:
-            index, hdu = _choose_hdu(hdul, options.fits_hdu)
+            index, hdu, axes = _choose_hdu(hdul, options.fits_hdu)
             info["hdu"] = index
-            _check_fits_size(hdu.header, options)
+            _check_fits_size(axes, int(hdu.header.get("BITPIX", 0)), options)
             data = hdu.data  # the first access that decompresses or reads pixels
             if data is None:
                 raise ImageReadError("FITS HDU holds no image data")
@@ -270,20 +271,23 @@ def _axes(header) -> list[int]:
     return [int(header.get(f"NAXIS{i}", 0)) for i in range(1, int(header.get("NAXIS", 0)) + 1)]
 
 
-def _empty_axis(header) -> str | None:
-    return next((f"NAXIS{i} = 0" for i, n in enumerate(_axes(header), start=1) if n == 0), None)
+def _empty_axis(axes: list[int]) -> str | None:
+    return next((f"NAXIS{i} = 0" for i, n in enumerate(axes, start=1) if n == 0), None)
 
 
-def _choose_hdu(hdul, selector: int | str | None) -> tuple[int, Any]:
-    """The HDU to read and its index, from headers only. ``None``: the first image HDU with pixels in it."""
+def _choose_hdu(hdul, selector: int | str | None) -> tuple[int, Any, list[int]]:
+    """The HDU to read, its index and its axes, from headers only. ``None``: the first image HDU with pixels."""
     if selector is None:
         first_empty = None
         for index, hdu in enumerate(hdul):
-            if not getattr(hdu, "is_image", False) or len(_axes(hdu.header)) < 2:
+            if not getattr(hdu, "is_image", False):
                 continue
-            empty = _empty_axis(hdu.header)
+            axes = _axes(hdu.header)
+            if len(axes) < 2:
+                continue
+            empty = _empty_axis(axes)
             if empty is None:
-                return index, hdu
+                return index, hdu, axes
             first_empty = first_empty or f"empty image: {empty} in HDU {index}"
         raise ImageReadError(first_empty or "FITS file has no image HDU")
     try:
@@ -292,20 +296,19 @@ def _choose_hdu(hdul, selector: int | str | None) -> tuple[int, Any]:
         raise ImageReadError(f"FITS HDU {selector!r} not found") from None
     if not getattr(hdu, "is_image", False):
         raise ImageReadError(f"FITS HDU {selector!r} is not an image HDU")
-    empty = _empty_axis(hdu.header)
+    axes = _axes(hdu.header)
+    empty = _empty_axis(axes)
     if empty is not None:
         raise ImageReadError(f"empty image: {empty} in HDU {index}")
-    return index, hdu
+    return index, hdu, axes
 
 
-def _check_fits_size(header, options: ReadOptions) -> None:
-    """Refuse, from the header alone, an image whose planes or working memory exceed the limits."""
-    axes = _axes(header)
+def _check_fits_size(axes: list[int], bitpix: int, options: ReadOptions) -> None:
+    """Refuse, from the header's axes and BITPIX alone, an image whose planes or working memory exceed the limits."""
     plane = axes[0] * axes[1] if len(axes) >= 2 else 0
     if plane > options.max_pixels:
         raise ImageReadError(f"too large: {axes[0]}x{axes[1]} FITS image exceeds {options.max_pixels} pixels")
-    bitpix = int(header.get("BITPIX", 0))
-    _check_read_budget(f"{'x'.join(map(str, axes))} FITS image at BITPIX {bitpix}", int(np.prod(axes, dtype=np.int64)),
+    _check_read_budget(f"{'x'.join(map(str, axes))} FITS image at BITPIX {bitpix}", math.prod(axes),
                        abs(bitpix) / 8 + _FLOAT_WORK_BYTES, options)
 
 

@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 from flare.core.errors import ManifestError
 from flare.core.files import atomic_output
 
-__all__ = ["Manifest", "check_rows", "ID_PATTERN", "MANIFEST_NAME", "SCHEMA_VERSION", "COLUMNS", "SPLITS", "SOURCE_STAGES", "TRAIN_ONLY_STAGES", "derived_id",
+__all__ = ["Manifest", "check_rows", "cell_text", "ID_PATTERN", "MANIFEST_NAME", "SCHEMA_VERSION", "COLUMNS", "SPLITS", "SOURCE_STAGES", "TRAIN_ONLY_STAGES", "derived_id",
            "base_images"]
 
 MANIFEST_NAME = "manifest.parquet"
@@ -240,8 +240,9 @@ class Manifest:
         return self
 
 
-def _cell(value: Any) -> str:
-    return "" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
+def cell_text(value: Any) -> str:
+    """A manifest or table cell as ``str``: missing values (None, NaN, pandas NA) become ""."""
+    return "" if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)) else str(value)
 
 
 def check_rows(manifest: Manifest, taxonomy: Any = None) -> None:
@@ -268,7 +269,7 @@ def check_rows(manifest: Manifest, taxonomy: Any = None) -> None:
 
     columns = [frame[name].tolist() for name in ("id", "label", "split", "stage", "path", "truth_path")]
     for row_id, label, split, stage, path, truth in zip(*columns):
-        row_id, label, split = _cell(row_id), _cell(label), _cell(split)
+        row_id, label, split = cell_text(row_id), cell_text(label), cell_text(split)
         if not ID_PATTERN.match(row_id):
             refuse(row_id, f"id {row_id!r} {ID_RULE}")
         if classes is not None and label not in classes:
@@ -278,11 +279,11 @@ def check_rows(manifest: Manifest, taxonomy: Any = None) -> None:
         if split not in SPLITS:
             refuse(row_id, f"split {split!r} is not one of {', '.join(SPLITS)}")
         for column, value in (("path", path), ("truth_path", truth)):
-            value = _cell(value)
+            value = cell_text(value)
             if not value:
                 continue
             if os.path.isabs(value):
-                if _cell(stage) == "ingest" or inside_a_dataset(os.path.dirname(os.path.normpath(value))):
+                if cell_text(stage) == "ingest" or inside_a_dataset(os.path.dirname(os.path.normpath(value))):
                     continue
             else:
                 joined = os.path.normpath(os.path.join(root_abs, value))

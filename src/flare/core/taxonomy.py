@@ -42,6 +42,11 @@ class Taxonomy:
         for label in self.fine_to_macro:
             if not LABEL_PATTERN.match(label):
                 raise ConfigError(f"taxonomy.classes: label {label!r} is not a safe name (letters, digits, _ . + - space)")
+        # macro classes become folder names too (flare predict --sort, macro tasks)
+        for macro in set(self.fine_to_macro.values()):
+            if not LABEL_PATTERN.match(macro):
+                raise ConfigError(f"taxonomy.classes: macro class {macro!r} is not a safe name "
+                                  "(letters, digits, _ . + - space)")
         for a, b in self.mirror_pairs:
             for label in (a, b):
                 if label not in self.fine_to_macro:
@@ -116,11 +121,12 @@ def load_taxonomy(name_or_path: str | Path) -> Taxonomy:
     folder of that name exists: ``flare data ingest SRC gz1/ingested --taxonomy gz1`` makes ``gz1/``.
     """
     path = Path(name_or_path)
-    presets = list_taxonomy_presets()
-    if path.suffix in (".yaml", ".yml") or path.is_file():
-        if not path.is_file():
+    is_file = path.is_file()
+    if is_file or path.suffix in (".yaml", ".yml"):
+        if not is_file:
             raise ConfigError(f"taxonomy: file {str(path)!r} does not exist")
         return Taxonomy.from_dict(yaml.safe_load(path.read_text()))
+    presets = list_taxonomy_presets()
     if str(name_or_path) in presets:
         text = (resources.files("flare") / "taxonomies" / f"{name_or_path}.yaml").read_text()
         return Taxonomy.from_dict(yaml.safe_load(text))

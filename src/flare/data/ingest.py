@@ -45,23 +45,25 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, get_args
+from typing import Any
 
 import pandas as pd
+from pydantic import ValidationError
 
-from flare.core.config import DataConfig
+from flare.core.config import DataConfig, format_validation_error
 from flare.core.errors import ConfigError, FlareError, ImageReadError
-from flare.core.files import atomic_write_bytes, remove_stale_temp_files, safe_join, sha256_bytes, sha256_file
+from flare.core.files import (atomic_write_bytes, prepare_output_dir, remove_stale_temp_files, safe_join, sha256_bytes,
+                              sha256_file)
 from flare.core.io import FITS_SUFFIXES, IMAGE_SUFFIXES, ReadOptions, encode_image, read_image
-from flare.core.manifest import Manifest
+from flare.core.manifest import Manifest, cell_text
 from flare.core.progress import track
 from flare.core.taxonomy import LABEL_PATTERN, Taxonomy, load_taxonomy
 from flare.data.split import assign_splits
 
-__all__ = ["ingest", "IngestResult", "discover_sources", "Discovery", "ORIGIN_RULES"]
+__all__ = ["ingest", "IngestResult", "discover_sources", "Discovery"]
 
-OriginRule = Literal["path", "stem"]
-ORIGIN_RULES: tuple[str, ...] = get_args(OriginRule)
+# The one default (and, through validation, the one list of rules) is DataConfig.origin_from's.
+_DEFAULT_ORIGIN_FROM: str = DataConfig.model_fields["origin_from"].default
 
 # Longest first, so that ".fits.gz" is taken off whole.
 _SUFFIXES = sorted(FITS_SUFFIXES + IMAGE_SUFFIXES, key=len, reverse=True)
@@ -113,8 +115,12 @@ def read_options(config: DataConfig) -> ReadOptions:
                        alpha_policy=config.alpha_policy, max_pixels=config.max_pixels, min_side_px=config.min_side_px)
 
 
-def discover_sources(source: str | Path, origin_from: OriginRule = "path") -> Discovery:
-    """List the items of a folder of class folders or of a CSV/Parquet table, and what is refused unread."""
+def discover_sources(source: str | Path, origin_from: str = _DEFAULT_ORIGIN_FROM) -> Discovery:
+    """List the items of a folder of class folders or of a CSV/Parquet table, and what is refused unread.
+
+    ``origin_from`` is ``"path"`` or ``"stem"`` (see the module docstring); its default is
+    ``DataConfig.origin_from``'s.
+    """
     source = Path(source)
     if not _is_utf8(str(source.resolve())):
         raise ConfigError(f"data.source: {_display(source)!r} is not a valid UTF-8 path (rename it)")
@@ -126,51 +132,55 @@ def discover_sources(source: str | Path, origin_from: OriginRule = "path") -> Di
     return _discover_table(source, origin_from)
 
 
-def _discover_folder(source: Path, origin_from: OriginRule) -> Discovery:
+def _discover_folder(source: Path, origin_from: str) -> Discovery:
     found = Discovery()
 
     def walk(folder: Path, label: str) -> None:
         for entry in _list_folder(folder, found):
             path = folder / entry.name
-            if entry.is_dir(follow_symlinks=False):
-                if not _is_utf8(entry.name):
-                    found.skipped_folders.append((_display(path), "folder name is not valid UTF-8 (rename it)"))
+            if entry.is_dir():  # a link to a folder too: _skipped_folder_reason refuses it
+                if reason := _skipped_folder_reason(entry):
+                    found.skipped_folders.append((_display(path), reason))
                 else:
                     walk(path, label)
-                continue
-            if entry.is_symlink() and entry.is_dir():
-                found.skipped_folders.append((_display(path), "symlinked folder not followed"))
                 continue
             if not _is_utf8(entry.name):
                 found.rejected.append((_display(path), "file name is not valid UTF-8 (rename it)"))
                 continue
+            relative = path.relative_to(source)
             if entry.is_symlink():
-                target = _resolve_inside(source, path.relative_to(source))
-                reason = _leaves(source) if target is None else _name_reason(target)
-                if reason:
+                target = _resolve_inside(source, relative)
+                if reason := (_leaves(source) if target is None else _name_reason(target)):
                     found.rejected.append((str(path), reason))
                     continue
-            relative = path.relative_to(source).as_posix()
-            origin = _without_suffix(relative if origin_from == "path" else entry.name)
+            origin = _without_suffix(relative.as_posix() if origin_from == "path" else entry.name)
             found.items.append(SourceItem(path, label, origin, _without_suffix(entry.name)))
 
     for entry in _list_folder(source, found, top=True):
         path = source / entry.name
-        if entry.is_symlink() and entry.is_dir():
-            found.skipped_folders.append((_display(path), "symlinked folder not followed"))
-        elif not entry.is_dir(follow_symlinks=False):
+        if not entry.is_dir():
             found.rejected.append((_display(path), "not inside a class folder"))
-        elif not _is_utf8(entry.name):
-            found.skipped_folders.append((_display(path), "folder name is not valid UTF-8 (rename it)"))
+        elif reason := _skipped_folder_reason(entry):
+            found.skipped_folders.append((_display(path), reason))
         elif not LABEL_PATTERN.match(entry.name):
-            found.skipped_folders.append((str(path), f"unsafe class folder name {entry.name!r}"))
+            found.skipped_folders.append((_display(path), f"unsafe class folder name {entry.name!r}"))
         else:
             walk(path, entry.name)
     return found
 
 
+def _skipped_folder_reason(entry: os.DirEntry) -> str | None:
+    """Why a folder is not looked into (a link: no loops, nothing counted twice; a name the manifest can't hold)."""
+    if entry.is_symlink():
+        return "symlinked folder not followed"
+    if not _is_utf8(entry.name):
+        return "folder name is not valid UTF-8 (rename it)"
+    return None
+
+
 def _list_folder(folder: Path, found: Discovery, *, top: bool = False) -> list[os.DirEntry]:
-    """The folder's visible entries by name; a folder that cannot be listed is reported, not raised."""
+    """The folder's visible entries by name. A sub-folder that cannot be listed is reported under
+    ``skipped_folders``; the source folder itself (``top``) is a one-line error."""
     try:
         with os.scandir(folder) as entries:
             return sorted((e for e in entries if not e.name.startswith(".")), key=lambda e: e.name)
@@ -182,15 +192,16 @@ def _list_folder(folder: Path, found: Discovery, *, top: bool = False) -> list[o
         return []
 
 
-def _discover_table(source: Path, origin_from: OriginRule) -> Discovery:
+def _discover_table(source: Path, origin_from: str) -> Discovery:
     table = _read_table(source)
     missing = {"path", "label"} - set(table.columns)
     if missing:
         raise ConfigError(f"data.source: {source.name!r} lacks column(s) {', '.join(sorted(missing))}")
     found = Discovery()
     root = source.parent
+    root_resolved = root.resolve()
     for number, row in enumerate(table.to_dict("records"), start=1):
-        raw_path, label = _cell(row["path"]), _cell(row["label"])
+        raw_path, label = cell_text(row["path"]).strip(), cell_text(row["label"]).strip()
         if not raw_path:
             found.rejected.append((f"{source.name} row {number}", "no path"))
             continue
@@ -207,8 +218,8 @@ def _discover_table(source: Path, origin_from: OriginRule) -> Discovery:
         if reason := _name_reason(path):
             found.rejected.append((raw_path, reason))
             continue
-        relative = path.relative_to(root.resolve()).as_posix()
-        origin = _cell(row.get("origin")) or _without_suffix(relative if origin_from == "path" else path.name)
+        relative = path.relative_to(root_resolved).as_posix()
+        origin = cell_text(row.get("origin")).strip() or _without_suffix(relative if origin_from == "path" else path.name)
         found.items.append(SourceItem(path, label, origin, _without_suffix(PurePosixPath(raw_path).name)))
     return found
 
@@ -230,13 +241,6 @@ def _read_table(source: Path) -> pd.DataFrame:
     except (OSError, ValueError) as exc:  # ParserError, pyarrow's ArrowInvalid and OSError are among these
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(f"data.source: {source.name!r} cannot be read as {kind} ({text})") from None
-
-
-def _cell(value: Any) -> str:
-    """A table cell as stripped text; null (None, NaN, NA) is empty, not the label "nan"."""
-    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
-        return ""
-    return str(value).strip()
 
 
 def _resolve_inside(root: Path, relative: str | Path) -> Path | None:
@@ -283,7 +287,8 @@ def _needs_conversion(info: dict[str, Any]) -> bool:
 
 
 def _check_output(source: Path, out: Path) -> None:
-    """Refuse an output folder that a later run would read as part of the source, or that is a file."""
+    """Refuse, before any image is read, an output folder that a later run would read as part of the source,
+    or that is a file (:func:`~flare.core.files.prepare_output_dir` checks its parents when it creates it)."""
     if source.is_dir():
         source_resolved, out_resolved = source.resolve(), out.resolve()
         if out_resolved == source_resolved or source_resolved in out_resolved.parents:
@@ -306,11 +311,11 @@ def _resolve_taxonomy(taxonomy: Taxonomy | str | Path | None, labels: list[str])
 
 
 def ingest(source: str | Path, out: str | Path, config: DataConfig | None = None, *, seed: int = 0,
-           taxonomy: Taxonomy | str | None = None, origin_from: OriginRule | None = None) -> IngestResult:
+           taxonomy: Taxonomy | str | None = None, origin_from: str | None = None) -> IngestResult:
     """Read, validate and split a labelled image collection into the dataset folder ``out``.
 
-    Everything that can refuse the whole run (source, output place, taxonomy, labels) is checked before
-    ``out`` is created, so a failed run leaves an earlier dataset there as it was.
+    Everything that can refuse the whole run (source, output place, taxonomy, labels, ``storage='reference'``
+    for a file that needs conversion) is checked before ``out`` is created, so a failed run leaves an earlier dataset there as it was.
 
     Args:
         source: folder of class folders, or a CSV/Parquet file with ``path``, ``label`` and optional ``origin``.
@@ -318,17 +323,21 @@ def ingest(source: str | Path, out: str | Path, config: DataConfig | None = None
         config: read, storage and split options (defaults when None).
         seed: split seed.
         taxonomy: a Taxonomy, a preset name or YAML path; None builds one with macro = fine label.
-        origin_from: where an origin comes from when the table gives none: ``path`` (the file's path in the
-            source, the default) or ``stem`` (its name: for collections named by object id, such as GZ1).
+        origin_from: overrides ``config.origin_from`` (where an origin comes from when the table gives none:
+            ``path``, the file's path in the source, or ``stem``, its name, for collections named by object id
+            such as GZ1); None keeps the config's value, whose default is ``path``.
     """
-    origin_from = origin_from or (config or DataConfig()).origin_from
-    if origin_from not in ORIGIN_RULES:
-        raise ConfigError(f"origin_from: {origin_from!r} is not one of {', '.join(ORIGIN_RULES)}")
     config = config or DataConfig()
+    if origin_from is not None:
+        config = config.model_copy()
+        try:
+            config.origin_from = origin_from  # validated by DataConfig (validate_assignment)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, "data")) from None
     source, out = Path(source), Path(out)
     _check_output(source, out)
     options = read_options(config)
-    found = discover_sources(source, origin_from)
+    found = discover_sources(source, config.origin_from)
     quarantined = found.rejected + found.skipped_folders
     if not found.items:
         first = f"; {len(quarantined)} refused, e.g. {quarantined[0][0]}: {quarantined[0][1]}" if quarantined else ""
@@ -390,7 +399,7 @@ def ingest(source: str | Path, out: str | Path, config: DataConfig | None = None
                 raise ConfigError(f"data.storage: reference cannot keep {item.path.name!r} "
                                   f"({result['info'].get('mode')}); use auto")
 
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(out)
     records = _write_records(kept, out, options, taxonomy)
     frame = pd.DataFrame({"origin_id": [r["origin_id"] for r in records], "label": [r["label"] for r in records]})
     if records:

@@ -233,7 +233,8 @@ def run_generate(dataset: str | Path, out: str | Path, config: GenerateConfig | 
                                executor=executor, description=f"generate {operation}", checkpoint_dir=out)
             rows = pd.concat([rows, made], ignore_index=True)
     records = rows.to_dict("records") if len(rows) else []
-    result_manifest = manifest.rebase(out).append(records)
+    derived = source_dataset.derive(out)
+    result_manifest = derived.manifest.append(records)
     dropped = 0
     quality = None
     if config.filter != "none" and records:
@@ -241,7 +242,7 @@ def run_generate(dataset: str | Path, out: str | Path, config: GenerateConfig | 
 
         result_manifest, dropped = filter_synthetic(result_manifest, method=config.filter,
                                                     threshold=config.filter_threshold, seed=seed)
-    Dataset(out, result_manifest, taxonomy).write()
+    derived.with_manifest(result_manifest).write()
     grid_path = None
     if grid and records:
         from flare.generate.grid import save_class_grid

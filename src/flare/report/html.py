@@ -96,8 +96,12 @@ def _fmt(summary: dict[str, float]) -> str:
 # ----------------------------------------------------------------------------------------------- sections
 
 
-def _overview(run: Path) -> dict[str, Any] | None:
-    manifest = _read(run / "data")
+# Each section takes the stage manifests, read once per report: ``{stage folder name: Manifest or None}``.
+Manifests = dict[str, "Manifest | None"]
+
+
+def _overview(manifests: Manifests) -> dict[str, Any] | None:
+    manifest = manifests["data"]
     if manifest is None:
         return None
     frame = manifest.filter(stage=list(SOURCE_STAGES)).frame
@@ -109,7 +113,7 @@ def _overview(run: Path) -> dict[str, Any] | None:
                       "source images per class and split")
     stages = []
     for name in STAGE_FOLDERS:
-        stage_manifest = _read(run / name)
+        stage_manifest = manifests[name]
         stages.append([name, "yes" if stage_manifest is not None else "no",
                        len(stage_manifest) if stage_manifest is not None else 0])
     return {"counts": _table(["class", *splits, "all"], rows, "class-counts"),
@@ -136,10 +140,10 @@ def _grid_for(manifest: Manifest, stage_rows: list[str] | None, title: str) -> d
     return {"title": title, "alt": title, "uri": grid_figure(rows)}
 
 
-def _sample_grids(run: Path) -> list[dict[str, str]]:
+def _sample_grids(manifests: Manifests) -> list[dict[str, str]]:
     grids = []
     for name in STAGE_FOLDERS:
-        manifest = _read(run / name)
+        manifest = manifests[name]
         grid = _grid_for(manifest, _STAGE_ROWS[name], _STAGE_TITLES[name]) if manifest is not None else None
         if grid is not None:
             grids.append(grid)
@@ -193,8 +197,8 @@ def _sr_scores(run: Path, relative: str) -> dict[str, Any]:
             "table": _table([header for _, header, _, _ in _SR_COLUMNS], rows, f"sr-scores-{folder}", best)}
 
 
-def _sr_section(run: Path) -> dict[str, Any] | None:
-    manifest = _read(run / "upscale")
+def _sr_section(run: Path, manifests: Manifests) -> dict[str, Any] | None:
+    manifest = manifests["upscale"]
     scores = [_sr_scores(run, relative) for relative in SR_SCORE_FILES if (run / relative).is_file()]
     if manifest is None and not scores:
         return None
@@ -202,15 +206,15 @@ def _sr_section(run: Path) -> dict[str, Any] | None:
             "scores": scores}
 
 
-def _synthetic_section(run: Path) -> dict[str, Any] | None:
-    manifest = _read(run / "generate")
+def _synthetic_section(manifests: Manifests) -> dict[str, Any] | None:
+    manifest = manifests["generate"]
     if manifest is None:
         return None
     return {"grid": _grid_for(manifest, ["generate"], "generated (train only)")}
 
 
-def _combine_section(run: Path) -> dict[str, Any] | None:
-    manifest = _read(run / "combine")
+def _combine_section(manifests: Manifests) -> dict[str, Any] | None:
+    manifest = manifests["combine"]
     if manifest is None:
         return None
     train = manifest.frame[manifest.frame["split"] == "train"]
@@ -319,13 +323,14 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     if not run.is_dir():
         raise FlareError(f"report.run_dir: {str(run)!r} is not a folder")
     out = Path(out) if out else run / "report" / "report.html"
+    manifests = {name: _read(run / name) for name in STAGE_FOLDERS}
     # The template orders the sections: results first (what a reader comes for), then the evidence stage by stage.
     page = _TEMPLATES.get_template("report.html.j2").render(
         run_name=run.name, run_path=str(run.resolve()), version=__version__,
         stamp=_datetime.datetime.now(_datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        dataset=_overview(run), results=_results_section(run), features=_features_section(run),
-        samples=_sample_grids(run), sr=_sr_section(run), synthetic=_synthetic_section(run),
-        combine=_combine_section(run))
+        dataset=_overview(manifests), results=_results_section(run), features=_features_section(run),
+        samples=_sample_grids(manifests), sr=_sr_section(run, manifests), synthetic=_synthetic_section(manifests),
+        combine=_combine_section(manifests))
     with atomic_output(out) as tmp:
         tmp.write_text(page, encoding="utf-8")
     out.chmod(0o644)  # temp files are private; a report is meant to be shared

@@ -45,11 +45,12 @@ class InterpolationUpscaler(UpscaleBackend):
 
 
 @register_upscaler("bicubic", description="Bicubic interpolation (faithful baseline; the auto fallback)",
-                   default=True)
+                   default=True, measured_flux_ratio=MEASURED_FLUX_RATIO["bicubic"])
 def bicubic(scale: int = 4) -> InterpolationUpscaler:
     return InterpolationUpscaler("bicubic", scale, MEASURED_FLUX_RATIO["bicubic"])
 
 
-@register_upscaler("lanczos", description="Lanczos interpolation (faithful baseline)")
+@register_upscaler("lanczos", description="Lanczos interpolation (faithful baseline)",
+                   measured_flux_ratio=MEASURED_FLUX_RATIO["lanczos"])
 def lanczos(scale: int = 4) -> InterpolationUpscaler:
     return InterpolationUpscaler("lanczos", scale, MEASURED_FLUX_RATIO["lanczos"])

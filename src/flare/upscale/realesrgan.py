@@ -118,7 +118,8 @@ def load_descriptor():
 
 
 @register_upscaler("realesrgan-x4plus", description="Real-ESRGAN x4plus (pretrained, photographic; loses faint flux)",
-                   license="BSD-3-Clause (Real-ESRGAN weights), MIT (ncnn package)")
+                   license="BSD-3-Clause (Real-ESRGAN weights), MIT (ncnn package)",
+                   measured_flux_ratio=MEASURED_FLUX_RATIO["realesrgan-x4plus"])
 def realesrgan_x4plus(scale: int | None = None, tile_px: int = 128, tile_overlap_px: int = 8,
                       device: str = "auto") -> NetworkUpscaler:
     check_scale("realesrgan-x4plus", scale, 4)

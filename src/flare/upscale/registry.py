@@ -2,8 +2,9 @@
 ``list_upscalers(pattern)``.
 
 Only the registry lives here; each backend module registers its own factories (``interpolation.py``,
-``network.py``, ``realesrgan.py``, ``swinir_model.py``) and ``import flare.upscale`` loads them through
-``backends.py`` (importing this module imports the package first, so they are always there).
+``network.py``, ``realesrgan.py``, ``swinir_model.py``) and the package ``__init__`` imports them (importing
+this module imports the package first, so they are always there). A backend measured on GZ1 registers its
+total-flux ratio as ``measured_flux_ratio`` meta; the stage warns when a run's ratio strays from 1.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from flare.core.dataset import Dataset, derive_row
 from flare.core.errors import FlareError, ImageReadError
 from flare.core.files import output_is_valid, prepare_output_dir, safe_join, sha256_file
 from flare.core.io import load_rgb, write_image
-from flare.core.manifest import SOURCE_STAGES, Manifest, derived_id
+from flare.core.manifest import SOURCE_STAGES, Manifest, cell_text, derived_id
 from flare.upscale.base import FLUX_TOLERANCE, UpscaleBackend
 from flare.upscale.registry import UPSCALERS, create_upscaler
 from flare.upscale.swinir_model import has_model
@@ -57,11 +57,6 @@ def flux_ratio(output: np.ndarray, reference: np.ndarray) -> float:
     """Σ output / Σ reference, each sum per unit area (so an LR input is compared at its own pixel size)."""
     out_mean, ref_mean = float(np.mean(output, dtype=np.float64)), float(np.mean(reference, dtype=np.float64))
     return out_mean / ref_mean if ref_mean > 0 else float("nan")
-
-
-def _text(value: Any) -> str:
-    """A manifest string cell as ``str`` (missing values, which pandas gives as NA, become "")."""
-    return "" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
 
 
 class UpscaleWorker:
@@ -112,7 +107,7 @@ class UpscaleWorker:
                 seed=row["seed"], backend=self.backend.info.name, model_id=self.backend.info.model_id,
                 model_hash=self.backend.model_hash,
                 # 1:1 transform: the HR truth of the source is the truth of its upscaled image too
-                truth_path=_text(row.get("truth_path"))))
+                truth_path=cell_text(row.get("truth_path"))))
         return pd.DataFrame.from_records(records)
 
 
@@ -153,9 +148,9 @@ def upscale_dataset(dataset: str | Path, out: str | Path, config: UpscaleConfig 
                            checkpoint_dir=out)
     records = new_rows.to_dict("records")
     ratios = [json.loads(r["params"])["flux_ratio_vs_input"] for r in records]
-    from flare.upscale.backends import MEASURED_FLUX_RATIO
-
-    warning = _flux_warning(name, float(np.median(ratios)) if ratios else float("nan"), MEASURED_FLUX_RATIO.get(name))
+    # the total-flux ratio a backend registered as measured on GZ1 (docs/super_resolution.md), if any
+    measured = UPSCALERS.get(name).meta.get("measured_flux_ratio")
+    warning = _flux_warning(name, float(np.median(ratios)) if ratios else float("nan"), measured)
     if warning:
         log.warning("upscale: %s", warning)
         for record in records:
