@@ -235,6 +235,9 @@ def test_quality_table_and_filter(generated):
     assert table.loc["all", "synthetic"] == 18 and table.loc["all:t2i", "synthetic"] == 12
     assert 0 <= table.loc["all", "agreement"] <= 1 and np.isfinite(table.loc["all", "fid"])
     assert report.chance == pytest.approx(1 / 6)
+    # the generic ImageNet space sits beside the domain one
+    assert {"fid_imagenet", "kid_imagenet", "precision_imagenet", "recall_imagenet", "agreement_imagenet"} <= set(table.columns)
+    assert 0 <= table.loc["all", "agreement_imagenet"] <= 1 and np.isfinite(table.loc["all", "fid_imagenet"])
     kept, dropped = filter_synthetic(result.manifest, method="confidence", threshold=0.2, epochs=2, resolution_px=16)
     assert len(kept) == len(result.manifest) - dropped
     scores = [json.loads(r["params"])["filter"]["score"] for r in kept.filter(stage="generate").records()]
@@ -242,10 +245,10 @@ def test_quality_table_and_filter(generated):
     everything, none_dropped = filter_synthetic(result.manifest, method="confidence", threshold=0.0, epochs=2,
                                                 resolution_px=16)
     assert none_dropped == 0 and len(everything) == len(result.manifest)
-    truth = synthetic_quality(result.manifest, epochs=1, resolution_px=16, reference="truth")
+    truth = synthetic_quality(result.manifest, epochs=1, resolution_px=16, reference="truth", generic=False)
     assert truth.table.set_index("class").loc["all", "real"] == table.loc["all", "real"]
     with pytest.raises(ConfigError, match="quality.reference"):
-        synthetic_quality(result.manifest, epochs=1, resolution_px=16, reference="hr")
+        synthetic_quality(result.manifest, epochs=1, resolution_px=16, reference="hr", generic=False)
     points = np.random.default_rng(0).normal(size=(20, 4))
     assert manifold_precision_recall(points, points) == (1.0, 1.0)
     far_precision, _ = manifold_precision_recall(points, points + 100)

@@ -69,6 +69,38 @@ def test_predict_csv_reproduces_the_benchmark_test_metrics(trained, tmp_path):
     assert placed == sorted(frame["fine_label"])
 
 
+def test_predict_tta_reproduces_the_benchmark_tta_test_metrics(trained, tmp_path):
+    workdir, _ = trained
+    preset = get_preset("cpu-tiny").with_overrides(samples_per_epoch=48, batch_size=16, epochs=3, image_size_px=32,
+                                                   tta=True)
+    run_benchmark(workdir, BenchmarkSettings(preset=preset, methods=["Raw_HR_online"], features=False),
+                  tmp_path / "bench", log=lambda _: None)
+    cell = json.loads((tmp_path / "bench" / "cells" / "Raw_HR_online__resnet-tiny__fine__seed0.json").read_text())
+    assert cell["recipe"]["tta"]
+    model_dir = tmp_path / "bench" / cell["model_dir"]
+    test = Manifest.read(workdir / "upscale").filter(stage="upscale", split="test")
+    listing = tmp_path / "test.txt"
+    listing.write_text("\n".join(str(test.resolve(p)) for p in test.frame["path"]) + "\n")
+    by_path = dict(zip([str(test.resolve(p)) for p in test.frame["path"]], test.frame["id"]))
+    expected = dict(zip(cell["test_ids"], cell["test_predictions"]))
+    predicted = {}
+    for flag in ("--tta", "--no-tta"):
+        out = tmp_path / f"pred{flag}.csv"
+        result = CliRunner().invoke(app, ["predict", str(model_dir), str(listing), "--out", str(out), flag])
+        assert result.exit_code == 0, result.output
+        frame = pd.read_csv(out, keep_default_na=False)
+        predicted[flag] = dict(zip(frame["path"].map(by_path), frame["fine_label"]))
+        probabilities = frame[[c for c in frame if c.startswith("prob_")]].to_numpy()
+        predicted[flag + "p"] = probabilities
+    assert predicted["--tta"] == expected  # image for image, the benchmark's TTA predictions
+    classes = load_classifier(model_dir).classes
+    truth = dict(zip(test.frame["id"], test.frame["label"]))
+    ids = sorted(predicted["--tta"])
+    metrics = classification_metrics([truth[i] for i in ids], [predicted["--tta"][i] for i in ids], classes)
+    assert metrics["macro_f1"] == pytest.approx(cell["metrics"]["test"]["fine"]["macro_f1"])
+    assert not np.allclose(predicted["--tta" + "p"], predicted["--no-tta" + "p"])  # the views do change the numbers
+
+
 def test_predict_reads_fits_and_flags_bad_files(trained, tmp_path):
     workdir, cell = trained
     images = tmp_path / "images"

@@ -21,7 +21,10 @@ EXPECTED = {
     "generate": {"embedded": True, "sd": False, "unidiffuser": False},
     "classify": {"densenet121": False, "efficientnet-b0": False, "googlenet": False, "preset-cpu-small": False,
                  "preset-cpu-tiny": False, "preset-paper": False, "resnet-tiny": False, "resnet18": True,
-                 "resnet50": False, "vit-base": False, "vit-tiny": False},
+                 "resnet50": False, "vit-base": False, "vit-tiny": False,
+                 # added with the proof issue: packaged ImageNet backbones and the recipe's presets
+                 "efficientnet-lite0-imagenet": False, "efficientnet-lite1-imagenet": False,
+                 "efficientnet-lite2-imagenet": False, "preset-cpu-frozen": False, "preset-cpu-scratch": False},
 }
 
 
@@ -82,7 +85,8 @@ def test_a_stage_passes_a_backend_only_the_settings_it_takes():
 def test_classify_presets_and_backbones_go_through_the_registry():
     from flare.classify.registry import CLASSIFY_REGISTRY, create_classifier, get_preset, list_classifiers, list_presets
 
-    assert list_presets() == ["cpu-small", "cpu-tiny", "paper"] and list_presets("cpu-*") == ["cpu-small", "cpu-tiny"]
+    assert list_presets() == ["cpu-frozen", "cpu-scratch", "cpu-small", "cpu-tiny", "paper"]
+    assert list_presets("cpu-s*") == ["cpu-scratch", "cpu-small"]
     assert get_preset("cpu-tiny") is CLASSIFY_REGISTRY.create("preset-cpu-tiny")
     assert get_preset("paper").backbones == ("resnet50", "googlenet", "densenet121", "vit-base")
     assert "preset-paper" not in list_classifiers() and "resnet18" in list_classifiers()

@@ -33,7 +33,7 @@ from flare.core.lock import pid_lock
 from flare.core.manifest import Manifest
 
 __all__ = ["run_pipeline", "PipelineResult", "STEPS", "STEP_SECTIONS", "STEP_INPUTS", "RECORD_NAME", "LOCK_NAME",
-           "step_hashes"]
+           "step_hashes", "run_train_fractions", "fraction_folder"]
 
 RECORD_NAME = "flare_step.json"
 LOCK_NAME = ".flare.lock"
@@ -120,6 +120,43 @@ def _step_benchmark(config: FlareConfig, workdir: Path, outputs: dict[str, Path]
     return out
 
 
+def _step_fractions(config: FlareConfig, workdir: Path, outputs: dict[str, Path]) -> Path:
+    """Data-efficiency curves when ``benchmark.train_fractions`` holds fractions below 1 (else nothing)."""
+    out = workdir / "fractions"
+    if any(f < 1 for f in config.benchmark.train_fractions):
+        run_train_fractions(config, workdir)
+    (out / "DONE").write_text("ok\n")
+    return out
+
+
+def fraction_folder(workdir: Path, fraction: float) -> Path:
+    return workdir / "fractions" / f"train-{fraction:g}"
+
+
+def run_train_fractions(config: FlareConfig, workdir: str | Path, *, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Stages 1–4 and the benchmark again on nested subsets of the real train origins (val and test whole), one
+    work folder per fraction below 1 (``fractions/train-<f>/``, resumable like any run); then
+    ``benchmark/efficiency.json`` across all fractions. The full run (fraction 1) is ``workdir`` itself, whose
+    benchmark must exist."""
+    from flare.classify.efficiency import efficiency_summary
+    from flare.data.split import write_train_subset
+
+    workdir = Path(workdir)
+    benchmarks: dict[float, Path] = {}
+    single = config.model_copy(update={"benchmark": config.benchmark.model_copy(update={"train_fractions": [1.0]})})
+    for fraction in config.benchmark.train_fractions:
+        if fraction >= 1:
+            benchmarks[1.0] = workdir / "benchmark"
+            continue
+        folder = fraction_folder(workdir, fraction)
+        if not Manifest.exists(folder / "data"):
+            kept = write_train_subset(workdir / "data", folder / "data", fraction, config.seed)
+            log(f"[fractions] train fraction {fraction:g}: {kept} train images in {folder / 'data'}")
+        run_pipeline(single, folder, log=lambda line, f=fraction: log(f"[train {f:g}] {line}"))
+        benchmarks[fraction] = folder / "benchmark"
+    return efficiency_summary(benchmarks, workdir / "benchmark" / "efficiency.json", config.seed)
+
+
 def _step_report(config: FlareConfig, workdir: Path, outputs: dict[str, Path]) -> Path:
     from flare.report.html import build_report
 
@@ -136,15 +173,18 @@ STEPS: list[tuple[str, Callable[[FlareConfig, Path, dict[str, Path]], Path]]] = 
     ("augment", _step_augment),
     ("generate", _step_generate),
     ("combine", _step_combine),
-    # Keep these two last: they read every earlier stage's folder and tolerate missing ones.
+    # Keep these last: they read every earlier stage's folder and tolerate missing ones.
     ("benchmark", _step_benchmark),
+    ("fractions", _step_fractions),
     ("report", _step_report),
 ]
 
 
 # Config sections each step's outputs depend on, besides ``seed``; a step not named here: its own section.
 # (``data`` uses ``simulate`` only when it simulates, i.e. with no ``data.source``.)
-STEP_SECTIONS: dict[str, tuple[str, ...]] = {"data": ("data", "simulate"), "report": ()}
+STEP_SECTIONS: dict[str, tuple[str, ...]] = {"data": ("data", "simulate"), "fractions": ("benchmark",), "report": ()}
+# Keys left out of a step's hash: the fraction list is the ``fractions`` step's business, not the benchmark's.
+STEP_IGNORES: dict[str, dict[str, tuple[str, ...]]] = {"benchmark": {"benchmark": ("train_fractions",)}}
 # Steps whose folders each step reads; a step not named here (benchmark, report): every earlier step.
 STEP_INPUTS: dict[str, tuple[str, ...]] = {"data": (), "upscale": ("data",), "augment": ("data", "upscale"),
                                            "generate": ("data", "upscale"),
@@ -155,7 +195,9 @@ def _sections(config: FlareConfig, name: str) -> dict[str, Any]:
     names = STEP_SECTIONS.get(name, (name,) if name in type(config).model_fields else ())
     if name == "data" and config.data.source:
         names = tuple(n for n in names if n != "simulate")
-    return {section: getattr(config, section).model_dump(mode="json") for section in names}
+    ignored = STEP_IGNORES.get(name, {})
+    return {section: getattr(config, section).model_dump(mode="json", exclude=set(ignored.get(section, ())))
+            for section in names}
 
 
 def _record(config: FlareConfig, name: str, inputs: dict[str, str]) -> dict[str, Any]:

@@ -1,9 +1,12 @@
-"""timm backbones by stable FLARE names. Weights never come from a hub: random init, or a local file.
+"""timm backbones by stable FLARE names. Weights never come from a hub: random init, a registry package, or a
+local file.
 
-``create_model(pretrained=False)`` builds the architecture; :func:`load_local_weights` then loads a safetensors
-(or ``torch.load(weights_only=True)``) state dict the user names, dropping the classifier head when its shape
-differs. Without a weights file the report says the model was trained from scratch. Every name in
-``BACKBONES`` is registered with the classify registry (``create_classifier``; ``resnet18`` is the default).
+``create_model(pretrained=False)`` builds the architecture. The ``*-imagenet`` names start from the ImageNet
+weights a pip package ships (:mod:`flare.core.pretrained`: EfficientNet-Lite0, and Lite1/Lite2 when installed),
+with a new head; :func:`load_local_weights` loads a safetensors (or ``torch.load(weights_only=True)``) state
+dict the user names, dropping the classifier head when its shape differs. The spec records where the weights
+came from (``initialised_from``), and the report prints it. Every name in ``BACKBONES`` is registered with the
+classify registry (``create_classifier``; ``resnet18`` is the default).
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import torch
 
 from flare.classify.registry import register_classifier
 from flare.core.errors import ConfigError
+from flare.core.pretrained import PRETRAINED, build_pretrained, is_installed
 
-__all__ = ["BACKBONES", "build_backbone", "load_local_weights"]
+__all__ = ["BACKBONES", "build_backbone", "load_local_weights", "is_pretrained"]
 
 # FLARE name → (timm architecture, extra timm kwargs, whether the image size must be passed to the model)
 BACKBONES: dict[str, tuple[str, dict[str, Any], bool]] = {
@@ -29,11 +33,18 @@ BACKBONES: dict[str, tuple[str, dict[str, Any], bool]] = {
     "googlenet": ("inception_v3", {"aux_logits": False}, False),
     "vit-tiny": ("vit_tiny_patch16_224", {"patch_size": 8}, True),
     "vit-base": ("vit_base_patch16_224", {}, True),
+    **{name: (source.architecture, {}, False) for name, source in PRETRAINED.items()},
 }
 
 
+def is_pretrained(name: str) -> bool:
+    """Whether backbone ``name`` starts from packaged ImageNet weights (and so may be used frozen)."""
+    return name in PRETRAINED
+
+
 def build_backbone(name: str, num_classes: int, image_size_px: int) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Build backbone ``name`` with random weights; returns the model and the kwargs that rebuild it."""
+    """Build backbone ``name`` (random weights, or the packaged ImageNet ones with a random head); returns the
+    model and the spec that rebuilds it (architecture, kwargs, ``initialised_from``, input normalisation)."""
     import timm
 
     if name not in BACKBONES:
@@ -42,8 +53,14 @@ def build_backbone(name: str, num_classes: int, image_size_px: int) -> tuple[tor
     kwargs: dict[str, Any] = {**extra, "num_classes": num_classes}
     if needs_size:
         kwargs["img_size"] = image_size_px
-    model = timm.create_model(architecture, pretrained=False, **kwargs)
-    return model, {"architecture": architecture, "kwargs": _jsonable(kwargs)}
+    if is_pretrained(name):
+        model, source = build_pretrained(name, num_classes)
+        origin, mean, std = source.description, list(source.mean), list(source.std)
+    else:
+        model = timm.create_model(architecture, pretrained=False, **kwargs)
+        origin, mean, std = "from scratch", [0.5] * 3, [0.5] * 3
+    return model, {"architecture": architecture, "kwargs": _jsonable(kwargs), "initialised_from": origin,
+                   "normalisation": {"mean": mean, "std": std}}
 
 
 def _jsonable(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -87,5 +104,7 @@ def _create(name: str, num_classes: int = 2, image_size_px: int = 64) -> torch.n
 
 for _name, (_architecture, _extra, _) in BACKBONES.items():
     register_classifier(_name, description=f"backbone: timm {_architecture}" + (" (narrow, 1 block per stage)"
-                        if _extra.get("layers") else ""), default=_name == "resnet18")(
+                        if _extra.get("layers") else "") + (f", {PRETRAINED[_name].description}"
+                        + ("" if is_installed(_name) else f"; pip install {PRETRAINED[_name].package}")
+                        if _name in PRETRAINED else ""), default=_name == "resnet18")(
         functools.partial(_create, _name))

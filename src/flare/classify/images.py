@@ -56,11 +56,12 @@ class ImageTensorCache:
         self.workers = workers
         self._memory: dict[str, np.ndarray] = {}
 
-    def _key(self, manifest: Manifest, row: dict[str, Any]) -> str:
+    def key(self, manifest: Manifest, row: dict[str, Any]) -> str:
+        """A row's identity: resolved path, recorded sha256 and id (the feature cache keys by it too)."""
         return f"{manifest.resolve(row['path']).resolve()}|{row.get('sha256') or ''}|{row['id']}"
 
     def load(self, manifest: Manifest, rows: list[dict[str, Any]]) -> np.ndarray:
-        keys = [self._key(manifest, r) for r in rows]
+        keys = [self.key(manifest, r) for r in rows]
         if not keys:
             return np.zeros((0, 3, self.size_px, self.size_px), np.uint8)
         file = None

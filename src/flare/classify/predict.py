@@ -38,11 +38,12 @@ import pandas as pd
 
 from flare.classify.images import resize_square
 from flare.classify.model_io import SavedClassifier, load_classifier
-from flare.classify.train import infer
+from flare.classify.train import infer_views
 from flare.core.errors import FlareError, ImageReadError
 from flare.core.files import atomic_output, sha256_file
 from flare.core.io import FITS_SUFFIXES, IMAGE_SUFFIXES, read_image
 from flare.core.progress import make_progress
+from flare.core.symmetry import mirror_permutation
 from flare.metrics.scoring import macro_probabilities
 
 __all__ = ["collect_inputs", "predict_files", "write_predictions", "sort_images", "run_predict", "SORT_MODES"]
@@ -108,22 +109,29 @@ def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
 
 
 def predict_files(classifier: SavedClassifier, files: list[Path], batch_size: int = 64,
-                  low_confidence: float = 0.5) -> pd.DataFrame:
+                  low_confidence: float = 0.5, tta: bool | None = None) -> pd.DataFrame:
     """One row per file: ``path, fine_label, fine_probability, macro_label, macro_probability, low_confidence,
-    prob_<class>...`` (fine columns only for fine models), or ``error`` for unreadable files."""
+    prob_<class>...`` (fine columns only for fine models), or ``error`` for unreadable files.
+
+    ``tta`` averages the 8 rot90 × flip views (mirror pairs swapped, as the benchmark scores); None: as the
+    model was scored by the benchmark (``tta`` in ``model.json``)."""
+    if tta is None:
+        tta = bool(classifier.config.get("tta", False))
+    mirror = classifier.taxonomy.mirror if classifier.task == "fine" else (lambda c: c)
+    perm = mirror_permutation(classifier.classes, mirror) if tta else None
     records: list[dict] = []
     with make_progress() as progress:
         overall = progress.add_task("predict", total=len(files))
         for start in range(0, len(files), batch_size):
             chunk = files[start:start + batch_size]
-            records += _predict_batch(classifier, chunk, batch_size, low_confidence, progress)
+            records += _predict_batch(classifier, chunk, batch_size, low_confidence, progress, perm)
             progress.advance(overall, len(chunk))
     # Row i is files[i], so callers can pair rows with real paths.
     return pd.DataFrame.from_records(records)
 
 
 def _predict_batch(classifier: SavedClassifier, chunk: list[Path], batch_size: int, low_confidence: float,
-                   progress: Any) -> list[dict]:
+                   progress: Any, mirror_perm: np.ndarray | None = None) -> list[dict]:
     """Read and classify one batch: its rows, in ``chunk`` order (unreadable files get their quarantine reason)."""
     taxonomy = classifier.taxonomy
     rows: list[dict] = [{"path": _printable(str(path)), "error": ""} for path in chunk]
@@ -138,8 +146,8 @@ def _predict_batch(classifier: SavedClassifier, chunk: list[Path], batch_size: i
         readable.append(row)
     if not arrays:
         return rows
-    probabilities, _ = infer(classifier.model, np.stack(arrays), batch_size, description="batch",
-                             progress=progress)
+    probabilities, _ = infer_views(classifier.model, np.stack(arrays), mirror_perm, batch_size, description="batch",
+                                   progress=progress)
     macro = macro_probabilities(probabilities, classifier.classes, classifier.task, taxonomy)
     for i, row in enumerate(readable):
         if classifier.task == "fine":
@@ -289,7 +297,7 @@ def _sort_checked(frame: pd.DataFrame, folder: Path, mode: str, level: str, sour
 
 def run_predict(model_dir: str | Path, inputs: list[str | Path], out: str | Path, *, batch_size: int = 64,
                 low_confidence: float = 0.5, sort_into: str | Path | None = None,
-                sort_mode: SortMode = "copy") -> pd.DataFrame:
+                sort_mode: SortMode = "copy", tta: bool | None = None) -> pd.DataFrame:
     """Predict ``inputs``, optionally sort them into ``sort_into``, and write the rows to ``out``.
 
     Every check that can refuse the run (model folder, inputs, output path, sort folder and mode) happens before
@@ -302,7 +310,7 @@ def run_predict(model_dir: str | Path, inputs: list[str | Path], out: str | Path
     folders = [Path(i) for i in inputs if Path(i).is_dir()]
     if sort_into is not None:
         _check_sort(sort_into, sort_mode, files, folders)
-    frame = predict_files(classifier, files, batch_size, low_confidence)
+    frame = predict_files(classifier, files, batch_size, low_confidence, tta)
     if sort_into is None:
         write_predictions(frame, out)
         return frame

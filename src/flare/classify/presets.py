@@ -1,8 +1,21 @@
-"""Benchmark presets: resolution, epochs and budget sized for a machine (a 2-core CPU up to a GPU).
+"""Benchmark presets: one training recipe for every method, sized for a machine (a 2-core CPU up to a GPU).
 
-An *epoch* is ``samples_per_epoch`` training images drawn without replacement from the method's pool (a smaller
-pool is cycled). Every method therefore gets the same compute whatever its training-set size, so an augmented
-set of 20,000 images is not simply trained six times longer than the raw set it came from.
+The recipe (recorded in every cell's JSON and shown in the report):
+
+- **Budget in optimiser steps, the same for every method at a given data size.** An *epoch* is
+  ``samples_per_epoch`` training samples, by default the number of *real* train images of the run, drawn
+  without replacement from the method's pool (a pool smaller than that is cycled). So Raw_HR sees each real
+  image ``epochs`` times, and Raw_Aug, whose pool is six times larger, gets the same number of steps rather
+  than six times more compute. ``epochs`` is sized so that the smallest pool converges (val macro-F1 plateaus
+  before the end; the report shows every cell's val curve).
+- **Linear warm-up then cosine decay** over the whole budget (``warmup_fraction`` of the steps).
+- **Class imbalance**: ``class_balance="weighted-loss"`` (default) weights the cross-entropy by
+  ``n / (C · n_c)`` of the method's train pool; ``"sampler"`` draws each class equally often instead.
+- **Model choice and early stopping on val macro-F1 only** (``patience`` epochs without a better one).
+- ``train_mode="frozen"`` keeps a pretrained backbone fixed, caches its penultimate features once per image and
+  view, and trains only the linear head (a linear probe): on a 2-core CPU it costs one forward pass per image
+  instead of ``epochs`` forward + backward passes.
+- ``tta``: average the probabilities of the 8 rot90 × flip views, mirror pairs swapped for mirrored views.
 
 Each preset is registered with the classify registry (``get_preset``, ``list_presets``).
 """
@@ -10,7 +23,7 @@ Each preset is registered with the classify registry (``get_preset``, ``list_pre
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from flare.classify.registry import register_preset
 
@@ -24,12 +37,16 @@ class BenchmarkPreset:
     name: str
     backbones: tuple[str, ...]
     image_size_px: int
-    epochs: int
+    epochs: int  # passes of ``samples_per_epoch`` samples; the step budget is epochs × ceil(samples / batch)
     batch_size: int = 64
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     patience: int = 4  # early stopping: epochs without a better val macro-F1
-    samples_per_epoch: int | None = None  # None: the whole pool each epoch
+    samples_per_epoch: int | None = None  # None: the run's number of real train images (same for every method)
+    warmup_fraction: float = 0.05
+    class_balance: Literal["weighted-loss", "sampler", "none"] = "weighted-loss"
+    train_mode: Literal["full", "frozen"] = "full"
+    tta: bool = False
     eval_batch_size: int = 256
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -51,15 +68,25 @@ def _register(preset: BenchmarkPreset) -> None:
 
 
 _register(BenchmarkPreset(
-    name="cpu-tiny", backbones=("resnet-tiny",), image_size_px=48, epochs=12, batch_size=32,
-    learning_rate=2e-3, patience=4, samples_per_epoch=512,
-    description="`flare run`: a 4-stage ResNet with 16-128 channels at 48 px, 12 epochs of 512 (~10 s a cell)"))
+    name="cpu-tiny", backbones=("resnet-tiny",), image_size_px=48, epochs=30, batch_size=32,
+    learning_rate=2e-3, patience=8,
+    description="`flare run`: a 4-stage ResNet with 16-128 channels at 48 px, 30 passes over the real train set"))
 _register(BenchmarkPreset(
-    name="cpu-small", backbones=("resnet18",), image_size_px=64, epochs=8, batch_size=64,
-    learning_rate=1e-3, patience=3, samples_per_epoch=1792,
-    description="a 2-core CPU: resnet18 at 64 px, 8 epochs of 1,792 images (also efficientnet-b0, "
-                "densenet121, vit-tiny); GZ1, 5 methods x 3 seeds fit in 90 min (docs/benchmark.md)"))
+    name="cpu-scratch", backbones=("resnet18",), image_size_px=64, epochs=12, batch_size=64,
+    learning_rate=1e-3, patience=5,
+    description="a 2-core CPU, from scratch: resnet18 at 64 px, 12 passes over the real train set "
+                "(also efficientnet-b0, densenet121, vit-tiny)"))
+_register(BenchmarkPreset(
+    name="cpu-frozen", backbones=("efficientnet-lite0-imagenet",), image_size_px=128, epochs=60, batch_size=256,
+    learning_rate=3e-3, weight_decay=1e-4, patience=15, train_mode="frozen", tta=True,
+    description="a 2-core CPU, pretrained: frozen ImageNet EfficientNet-Lite0 at 128 px, cached features, "
+                "a linear head; TTA over the 8 rot90 x flip views"))
 _register(BenchmarkPreset(
     name="paper", backbones=("resnet50", "googlenet", "densenet121", "vit-base"), image_size_px=224,
-    epochs=30, batch_size=64, learning_rate=3e-4, patience=6, samples_per_epoch=None,
+    epochs=30, batch_size=64, learning_rate=3e-4, patience=6,
     description="GPU, the paper's layout: resnet50, inception_v3 (as GoogLeNet), densenet121, ViT-B/16 at 224 px"))
+# The CPU preset: the backbone that won the GZ1 comparison on val (docs/RESULTS.md).
+_register(BenchmarkPreset(
+    name="cpu-small", backbones=("resnet18",), image_size_px=64, epochs=12, batch_size=64,
+    learning_rate=1e-3, patience=5,
+    description="the 2-core CPU preset (docs/RESULTS.md): resnet18 from scratch at 64 px, 12 passes"))

@@ -1,8 +1,10 @@
-"""Train one classifier on cached uint8 tensors, early-stopped on validation macro-F1; infer logits + features.
+"""Train one classifier on cached uint8 tensors with the shared recipe (:mod:`flare.classify.recipe`); infer
+probabilities (optionally averaged over the 8 rot90 × flip views) and penultimate features.
 
-No online augmentation: methods differ only in their training images, which is what the benchmark measures.
-Seeds: ``torch.manual_seed(seed)`` for the initial weights and a NumPy generator derived from the seed for the
-per-epoch sample order, so the same data + preset + seed gives the same weights on CPU.
+Methods differ only in their training images, except ``online`` methods (``Raw_HR_online``), which draw a random
+rot90 × flip view of each sample with mirror-pair labels swapped. Seeds: ``torch.manual_seed`` (by the caller)
+for the initial weights and a NumPy generator derived from the seed for the sample order and the views, so the
+same data + preset + seed gives the same weights on CPU.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -17,13 +20,15 @@ import torch.nn.functional as F
 from rich.progress import Progress
 
 from flare.classify.presets import BenchmarkPreset
+from flare.classify.recipe import budget, class_weights, epoch_order, random_views, warmup_cosine
 from flare.core.progress import make_progress
 from flare.core.seeding import derive_seed
+from flare.core.symmetry import VIEWS, apply_view, view_mirrors
 from flare.metrics.classification import macro_f1
 
-__all__ = ["TrainResult", "train_classifier", "infer", "to_input"]
+__all__ = ["TrainResult", "train_classifier", "infer", "infer_views", "to_input", "apply_views"]
 
-MEAN, STD = 0.5, 0.5  # images are mapped to [-1, 1]; recorded in every saved model's preprocessing config
+MEAN, STD = 0.5, 0.5  # images are mapped to [-1, 1] (the Lite models' own preprocessing too); saved in model.json
 
 
 def to_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -32,12 +37,24 @@ def to_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
     return (tensor.float() / 255.0 - MEAN) / STD
 
 
+def apply_views(images: np.ndarray, labels: np.ndarray, views: np.ndarray,
+                mirror_perm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each image under its own view; a mirrored view takes its label's mirror pair."""
+    out = np.empty_like(images)
+    for view in np.unique(views):
+        chosen = views == view
+        out[chosen] = apply_view(images[chosen], int(view))
+    mirrored = np.array([view_mirrors(int(v)) for v in views], dtype=bool)
+    return out, np.where(mirrored, mirror_perm[labels], labels)
+
+
 @dataclass
 class TrainResult:
     model: torch.nn.Module
     best_epoch: int
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    recipe: dict = field(default_factory=dict)
 
 
 @torch.no_grad()
@@ -51,14 +68,13 @@ def infer(model: torch.nn.Module, images: np.ndarray, batch_size: int = 256, dev
     device = device or next(model.parameters()).device
     model.eval()
     probabilities, features = [], []
-    starts = range(0, len(images), batch_size)
     owner = progress is None
     if owner:
         progress = make_progress()
         progress.start()
     try:
         task = progress.add_task(description or "evaluate", total=len(images))
-        for start in starts:
+        for start in range(0, len(images), batch_size):
             batch = to_input(images[start:start + batch_size], device)
             pooled = model.forward_head(model.forward_features(batch), pre_logits=True)
             logits = model.get_classifier()(pooled)
@@ -77,58 +93,99 @@ def infer(model: torch.nn.Module, images: np.ndarray, batch_size: int = 256, dev
     return probs, feats
 
 
-def _epoch_order(rng: np.random.Generator, pool: int, count: int) -> np.ndarray:
-    """``count`` indices: whole permutations of the pool back to back, cut at ``count`` (a pool smaller than an
-    epoch is cycled, so every method sees exactly the same number of images per epoch)."""
-    repeats = -(-count // pool)
-    return np.concatenate([rng.permutation(pool) for _ in range(repeats)])[:count]
+def infer_views(model: torch.nn.Module, images: np.ndarray, mirror_perm: np.ndarray | None,
+                batch_size: int = 256, device: torch.device | None = None, with_features: bool = False,
+                description: str | None = None, progress: Progress | None = None
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`infer`, averaged over the 8 rot90 × flip views when ``mirror_perm`` is given (test-time
+    augmentation; a mirrored view's probabilities are permuted back first). Features are the identity view's."""
+    probabilities, features = infer(model, images, batch_size, device, with_features, description, progress)
+    if mirror_perm is None or not len(images):
+        return probabilities, features
+    total = probabilities.astype(np.float64)
+    for view in VIEWS[1:]:
+        probs, _ = infer(model, apply_view(images, view), batch_size, device, False,
+                         f"{description or 'evaluate'} (view {view})", progress)
+        total += probs[:, mirror_perm] if view_mirrors(view) else probs
+    return (total / len(VIEWS)).astype(np.float32), features
+
+
+def _val_score(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    predicted = probabilities.argmax(1) if len(probabilities) else np.zeros(0, int)
+    accuracy = float(np.mean(predicted == labels)) if len(labels) else 0.0
+    return macro_f1(labels, predicted), accuracy
+
+
+def recipe_record(preset: BenchmarkPreset, real_train_images: int, weights: np.ndarray | None,
+                  online: bool, classes: Sequence[str]) -> dict:
+    plan = budget(preset, real_train_images)
+    return {"steps": plan.total_steps, "steps_per_epoch": plan.steps_per_epoch, "epochs": plan.epochs,
+            "samples_per_epoch": plan.samples_per_epoch, "batch_size": preset.batch_size,
+            "learning_rate": preset.learning_rate, "weight_decay": preset.weight_decay,
+            "schedule": f"linear warm-up {preset.warmup_fraction:.0%}, cosine to 0", "optimizer": "AdamW",
+            "class_balance": preset.class_balance, "train_mode": preset.train_mode,
+            "class_weights": ({c: round(float(w), 4) for c, w in zip(classes, weights)} if weights is not None else None),
+            "online_views": "rot90 x flip, mirror pairs swapped" if online else None,
+            "model_choice": "best val macro-F1", "patience": preset.patience, "tta": preset.tta}
 
 
 def train_classifier(model: torch.nn.Module, train_images: np.ndarray, train_labels: np.ndarray,
                      val_images: np.ndarray, val_labels: np.ndarray, num_classes: int, preset: BenchmarkPreset,
-                     seed: int, device: torch.device | None = None, description: str = "train") -> TrainResult:
-    """Fit ``model`` (already seeded and built); returns it holding the weights of its best val epoch."""
+                     seed: int, device: torch.device | None = None, description: str = "train", *,
+                     real_train_images: int | None = None, mirror_perm: np.ndarray | None = None,
+                     online: bool = False, classes: Sequence[str] = ()) -> TrainResult:
+    """Fit ``model`` (already seeded and built); returns it holding the weights of its best val epoch.
+
+    ``real_train_images`` sets the epoch size (default: the pool size); ``online`` draws a random view per
+    sample (needs ``mirror_perm``, :func:`flare.core.symmetry.mirror_permutation`)."""
     device = device or torch.device("cpu")
     model.to(device)
     rng = np.random.default_rng(derive_seed(seed, "classify-order"))
-    per_epoch = preset.samples_per_epoch or len(train_images)
-    steps_per_epoch = max(1, -(-per_epoch // preset.batch_size))
+    plan = budget(preset, real_train_images or len(train_images))
     optimizer = torch.optim.AdamW(model.parameters(), lr=preset.learning_rate, weight_decay=preset.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=preset.learning_rate, pct_start=0.15,
-                                                    total_steps=steps_per_epoch * preset.epochs)
-    labels_tensor = torch.from_numpy(train_labels.astype(np.int64))
+    scheduler = warmup_cosine(optimizer, plan.total_steps, preset.warmup_fraction)
+    weights = class_weights(train_labels, num_classes) if preset.class_balance == "weighted-loss" else None
+    loss_weight = torch.tensor(weights, dtype=torch.float32, device=device) if weights is not None else None
+    if online and mirror_perm is None:
+        raise ValueError("online views need the mirror permutation of the classes")
     best_score, best_state, best_epoch, stale = -1.0, None, 0, 0
     history: list[dict[str, float]] = []
     started = time.perf_counter()
+    step = 0
     with make_progress() as progress:
-        epoch_task = progress.add_task(f"{description}: epochs", total=preset.epochs)
-        for epoch in range(1, preset.epochs + 1):
+        epoch_task = progress.add_task(f"{description}: epochs", total=plan.epochs)
+        for epoch in range(1, plan.epochs + 1):
             epoch_started = time.perf_counter()
             model.train()
-            order = _epoch_order(rng, len(train_images), per_epoch)
+            order = epoch_order(rng, train_labels, plan.samples_per_epoch, preset.class_balance == "sampler")
+            views = random_views(rng, len(order)) if online else None
             batch_task = progress.add_task(f"  epoch {epoch}", total=len(order))
             losses = []
             for start in range(0, len(order), preset.batch_size):
-                index = np.sort(order[start:start + preset.batch_size])
+                index = order[start:start + preset.batch_size]
                 if len(index) < 2 and len(order) > 1:
                     continue  # BatchNorm cannot train on a batch of one
-                inputs = to_input(train_images[index], device)
-                targets = labels_tensor[index].to(device)
-                loss = F.cross_entropy(model(inputs), targets)
+                images, labels = train_images[index], train_labels[index]
+                if views is not None:
+                    images, labels = apply_views(images, labels, views[start:start + len(index)], mirror_perm)
+                inputs = to_input(images, device)
+                targets = torch.from_numpy(labels.astype(np.int64)).to(device)
+                loss = F.cross_entropy(model(inputs), targets, weight=loss_weight)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
+                step += 1
                 losses.append(float(loss.detach()))
                 progress.advance(batch_task, len(index))
             progress.remove_task(batch_task)
             train_seconds = time.perf_counter() - epoch_started
             probs, _ = infer(model, val_images, preset.eval_batch_size, device, description=f"  val {epoch}",
                              progress=progress)
-            val_pred = probs.argmax(1) if len(probs) else np.zeros(0, int)
-            score = macro_f1(val_labels, val_pred)
-            history.append({"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else float("nan"),
-                            "val_macro_f1": score, "val_accuracy": float(np.mean(val_pred == val_labels)) if len(val_labels) else 0.0,
+            score, accuracy = _val_score(probs, val_labels)
+            history.append({"epoch": epoch, "step": step, "lr": float(scheduler.get_last_lr()[0]),
+                            "train_loss": float(np.mean(losses)) if losses else float("nan"),
+                            "val_macro_f1": score, "val_accuracy": accuracy,
                             "train_seconds": train_seconds, "seconds": time.perf_counter() - epoch_started})
             progress.advance(epoch_task)
             if score > best_score:
@@ -141,4 +198,5 @@ def train_classifier(model: torch.nn.Module, train_images: np.ndarray, train_lab
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    return TrainResult(model, best_epoch, history, time.perf_counter() - started)
+    return TrainResult(model, best_epoch, history, time.perf_counter() - started,
+                       recipe_record(preset, plan.samples_per_epoch, weights, online, classes))

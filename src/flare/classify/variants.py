@@ -5,11 +5,20 @@ method     training rows (split ``train``)             val / test rows
 =========  ==========================================  ===========================================
 Raw_LR     source rows of ``data/`` (LR)               source val/test (LR, bicubic to the model size)
 Raw_HR     ``upscale/`` rows                           the HR evaluation set
+Raw_HR_online  ``upscale/`` rows, each sample a random     the HR evaluation set
+           rot90 × flip view (mirror pairs swapped)
 Raw_Aug    ``augment/``: base images + augment rows    the HR evaluation set
 T2I_Aug    ``generate/``: base images + generate rows  the HR evaluation set
 FLARE      ``combine/``: the mix it selected           the HR evaluation set
 Synth_Only ``generate/``: generate rows only           the HR evaluation set (opt-in, not a default)
+Oracle_HR  the HR truth (``truth_path``) of ``data/``  the HR truth of val/test: an upper bound, not a
+           source rows                                 method a user can run (needs the truth)
 =========  ==========================================  ===========================================
+
+Raw_HR_online is what a competent user trains without FLARE: the super-resolved real images with the exact
+symmetries of the sky applied online. FLARE is judged against the best baseline (chosen on val), not against
+Raw_Aug alone. Oracle_HR exists only where the dataset has an HR truth (the simulated sky, the GZ1 LR
+protocol); without one it is skipped with a note.
 
 T2I_Aug is the synthetic branch without the standard-augmentation branch (real + synthetic), as in the paper's
 table; Synth_Only asks how far the synthetic images alone carry a classifier (a test of the generator).
@@ -26,12 +35,16 @@ from pathlib import Path
 
 from flare.core.manifest import SOURCE_STAGES, Manifest, base_images
 
-__all__ = ["MethodData", "METHODS", "OPTIONAL_METHODS", "method_datasets", "evaluation_set"]
+__all__ = ["MethodData", "METHODS", "OPTIONAL_METHODS", "BASELINES", "UPPER_BOUNDS", "ONLINE_METHODS",
+           "method_datasets", "evaluation_set", "real_train_count"]
 
-METHODS = ("Raw_LR", "Raw_HR", "Raw_Aug", "T2I_Aug", "FLARE")
-OPTIONAL_METHODS = ("Synth_Only",)
-_FOLDER = {"Raw_LR": "data", "Raw_HR": "upscale", "Raw_Aug": "augment", "T2I_Aug": "generate", "FLARE": "combine",
-           "Synth_Only": "generate"}
+METHODS = ("Raw_LR", "Raw_HR", "Raw_HR_online", "Raw_Aug", "T2I_Aug", "FLARE")
+OPTIONAL_METHODS = ("Synth_Only", "Oracle_HR")
+BASELINES = ("Raw_LR", "Raw_HR", "Raw_HR_online", "Raw_Aug", "T2I_Aug")  # what FLARE must beat (best on val)
+UPPER_BOUNDS = ("Oracle_HR",)
+ONLINE_METHODS = ("Raw_HR_online",)
+_FOLDER = {"Raw_LR": "data", "Raw_HR": "upscale", "Raw_HR_online": "upscale", "Raw_Aug": "augment",
+           "T2I_Aug": "generate", "FLARE": "combine", "Synth_Only": "generate", "Oracle_HR": "data"}
 
 
 @dataclass
@@ -41,6 +54,7 @@ class MethodData:
     val: Manifest
     test: Manifest
     folder: Path
+    online: bool = False  # a random rot90 × flip view per sample (mirror pairs swapped)
 
 
 def _split(manifest: Manifest, split: str) -> Manifest:
@@ -54,6 +68,22 @@ def evaluation_set(workdir: Path) -> Manifest | None:
             rows = base_images(Manifest.read(workdir / name).validate())
             return rows.filter(split=["val", "test"])
     return None
+
+
+def _truth(manifest: Manifest) -> Manifest | None:
+    """Source rows re-pointed at their HR truth (``truth_path``), or None when a row has none."""
+    frame = manifest.frame.copy()
+    if "truth_path" not in frame or frame["truth_path"].isna().any() or (frame["truth_path"].astype(str) == "").any():
+        return None
+    frame["path"] = frame["truth_path"]
+    frame["sha256"] = ""  # the digest recorded is the LR file's
+    return Manifest(frame.reset_index(drop=True), manifest.root)
+
+
+def real_train_count(workdir: str | Path) -> int:
+    """The number of real train images (source rows of ``data/``): every method's epoch size."""
+    manifest = Manifest.read(Path(workdir) / "data")
+    return len(manifest.filter(stage=list(SOURCE_STAGES), split="train"))
 
 
 def _combine_train(manifest: Manifest) -> Manifest:
@@ -88,9 +118,15 @@ def method_datasets(workdir: str | Path, methods: list[str] | tuple[str, ...] = 
         if method == "Raw_LR":
             source = manifest.filter(stage=list(SOURCE_STAGES))
             train, evaluation = _split(source, "train"), source
+        elif method == "Oracle_HR":
+            truth = _truth(manifest.filter(stage=list(SOURCE_STAGES)))
+            if truth is None:
+                notes.append("Oracle_HR: skipped, the dataset has no HR truth (truth_path) for every image")
+                continue
+            train, evaluation = _split(truth, "train"), truth
         else:
             base = base_images(manifest)
-            if method == "Raw_HR":
+            if method in ("Raw_HR", "Raw_HR_online"):
                 train = _split(manifest.filter(stage="upscale"), "train")
             elif method == "Raw_Aug":
                 train = _split(base.concat(manifest.filter(stage="augment")), "train")
@@ -104,5 +140,6 @@ def method_datasets(workdir: str | Path, methods: list[str] | tuple[str, ...] = 
         if not len(train):
             notes.append(f"{method}: skipped, {folder} has no training rows")
             continue
-        out[method] = MethodData(method, train, _split(evaluation, "val"), _split(evaluation, "test"), folder)
+        out[method] = MethodData(method, train, _split(evaluation, "val"), _split(evaluation, "test"), folder,
+                                 online=method in ONLINE_METHODS)
     return out

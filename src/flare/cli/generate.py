@@ -96,13 +96,15 @@ def quality(dataset: Annotated[Path, typer.Argument(help="A generated dataset fo
             resolution: Annotated[Optional[int], typer.Option(help="Side the feature classifier works at, px.")] = None,
             out: Annotated[Optional[Path], typer.Option(help="CSV to write (default DATASET/synthetic_quality.csv).")] = None,
             reference: Annotated[Optional[str], typer.Option(help="Real images to compare with: base or truth (HR truth_path).")] = None,
-            seed: Annotated[Optional[int], typer.Option(help="Seed.")] = None) -> None:
-    """Per class: FID/KID on domain features, precision/recall, and real-classifier agreement with the prompt."""
+            seed: Annotated[Optional[int], typer.Option(help="Seed.")] = None,
+            generic: Annotated[Optional[bool], typer.Option("--generic/--no-generic", help="Also score in the ImageNet EfficientNet-Lite0 feature space (*_imagenet columns).")] = None) -> None:
+    """Per class: FID/KID, precision/recall and real-classifier agreement with the prompt, in domain features
+    and in ImageNet EfficientNet-Lite0 features."""
     from flare.core.manifest import Manifest
     from flare.metrics.synthetic import synthetic_quality
 
     report = synthetic_quality(Manifest.read(dataset), **given(epochs=epochs, resolution_px=resolution, seed=seed,
-                                                               reference=reference))
+                                                               reference=reference, generic=generic))
     path = out or dataset / "synthetic_quality.csv"
     report.table.to_csv(path, index=False)
     table = Table(*report.table.columns)

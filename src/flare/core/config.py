@@ -114,6 +114,10 @@ class AugmentConfig(_Section):
     batch_size: int = Field(32, ge=1)
     workers: int = Field(2, ge=1)  # decode/encode threads
     unsafe: dict[str, list[str]] = {}  # preset → classes it must not be applied to
+    # materialised: "files" (one image file per variant), "parquet" (Hugging Face Parquet shards) or
+    # "webdataset" (tar shards) under OUT/shards/; `format` stays the image encoding inside them
+    layout: Literal["files", "parquet", "webdataset"] = "files"
+    shard_size_mb: float = Field(256, gt=0, le=100_000)  # target shard size; shards hold whole parent images
 
 
 class GenerateConfig(_Section):
@@ -154,23 +158,41 @@ class CombineConfig(_Section):
     rule: Literal["types", "samples"] = "types"
     per_class_target: int | None = Field(None, ge=1, le=1_000_000)  # ≤ 10 × MAX_COUNT
     export: bool = False  # materialise lazy augmentation recipes into files
+    # "imagefolder" (<split>/<label>/ files + <split>/metadata.parquet), "parquet" (Hugging Face Parquet
+    # shards, OUT/shards/<split>-NNNNN-of-NNNNN.parquet) or "webdataset" (tar shards)
+    layout: Literal["imagefolder", "parquet", "webdataset"] = "imagefolder"
+    shard_size_mb: float = Field(256, gt=0, le=100_000)  # target size of a shard (rows sorted by id)
 
 
 class BenchmarkConfig(_Section):
-    preset: Literal["cpu-tiny", "cpu-small", "paper"] = "cpu-tiny"
+    """Stage 5: one recipe for every method (docs/benchmark.md); preset values unless overridden here."""
+
+    preset: Literal["cpu-tiny", "cpu-small", "cpu-scratch", "cpu-frozen", "paper"] = "cpu-tiny"
     backbones: list[str] | None = None
-    methods: list[str] = ["Raw_LR", "Raw_HR", "Raw_Aug", "T2I_Aug", "FLARE"]
+    methods: list[str] = ["Raw_LR", "Raw_HR", "Raw_HR_online", "Raw_Aug", "T2I_Aug", "FLARE", "Oracle_HR"]
     tasks: list[Literal["fine", "macro"]] = ["fine", "macro"]
     seeds: list[int] = [0]
     image_size_px: int | None = Field(None, ge=16, le=4096)  # ≤ MAX_SIDE_PX
-    epochs: int | None = Field(None, ge=1, le=10_000)
+    epochs: int | None = Field(None, ge=1, le=10_000)  # passes over the real train set (the step budget)
     pretrained: str | None = None  # a local weights file; never a hub download
-    samples_per_epoch: int | None = Field(None, ge=1)  # None: the preset's value
+    samples_per_epoch: int | None = Field(None, ge=1)  # None: the number of real train images
     batch_size: int | None = Field(None, ge=1)
+    learning_rate: float | None = Field(None, gt=0)
+    class_balance: Literal["weighted-loss", "sampler", "none"] | None = None
+    train_mode: Literal["full", "frozen"] | None = None  # frozen: cached features of a pretrained backbone + a linear head
+    tta: bool | None = None  # average over the 8 rot90 x flip views (mirror pairs swapped)
+    train_fractions: list[float] = Field([1.0], min_length=1)  # data-efficiency curve: nested subsets of the train origins
     macro_mode: Literal["collapse", "direct"] = "collapse"  # collapse: macro scored from the fine model
     ood: list[str] = []  # label-mapping YAML files (each names its dataset folder)
     features: bool = True  # t-SNE + silhouette/Davies-Bouldin of penultimate test features
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+
+    @field_validator("train_fractions")
+    @classmethod
+    def _fractions(cls, values: list[float]) -> list[float]:
+        if any(not 0 < v <= 1 for v in values):
+            raise ValueError("each train fraction must be in (0, 1]")
+        return sorted(set(values))
 
 
 class ExecutorConfig(_Section):

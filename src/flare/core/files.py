@@ -15,10 +15,16 @@ from typing import Iterator
 from flare.core.errors import FlareError
 
 __all__ = ["atomic_write_bytes", "prepare_output_dir", "write_rerenderable_bytes", "atomic_output", "safe_join", "sha256_file",
-           "update_digest", "sha256_bytes", "TEMP_PREFIX", "output_is_valid", "remove_stale_temp_files"]
+           "update_digest", "sha256_bytes", "TEMP_PREFIX", "output_is_valid", "remove_stale_temp_files",
+           "user_cache_dir"]
 
 # Temp files start with this prefix so that resume logic and tests can find leftovers.
 TEMP_PREFIX = ".flare-tmp-"
+
+
+def user_cache_dir() -> Path:
+    """Where converted weights live: ``$FLARE_CACHE`` or ``~/.cache/flare`` (created on first write)."""
+    return Path(os.environ.get("FLARE_CACHE") or Path.home() / ".cache" / "flare")
 
 
 @contextlib.contextmanager

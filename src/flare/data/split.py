@@ -8,13 +8,16 @@ gets at least one in each non-empty split.
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from flare.core.dataset import Dataset
+from flare.core.manifest import Manifest
 from flare.core.seeding import derive_seed
 
-__all__ = ["assign_splits"]
+__all__ = ["assign_splits", "train_subset_origins", "write_train_subset"]
 
 
 def assign_splits(frame: pd.DataFrame, fractions: dict[str, float], seed: int) -> pd.Series:
@@ -50,3 +53,32 @@ def _allocate(n: int, fractions: list[float]) -> list[int]:
                 counts[donor] -= 1
                 counts[index] += 1
     return counts
+
+
+def train_subset_origins(frame: pd.DataFrame, fraction: float, seed: int) -> set[str]:
+    """The train origins kept at ``fraction``: per class, a seeded order of its train origins cut at
+    ``ceil(fraction · n_c)`` (at least one). The order does not depend on ``fraction``, so the subsets are
+    nested: the 10 % subset lies inside the 25 % one. Val and test are never subsampled."""
+    train = frame[frame["split"] == "train"]
+    origin_label = train.groupby("origin_id", sort=True)["label"].agg(lambda labels: Counter(labels).most_common(1)[0][0])
+    kept: set[str] = set()
+    for label in sorted(origin_label.unique()):
+        origins = sorted(origin_label.index[origin_label == label])
+        rng = np.random.default_rng(derive_seed(seed, "train-fraction", label))
+        order = [origins[i] for i in rng.permutation(len(origins))]
+        kept.update(order[:max(1, int(np.ceil(fraction * len(order) - 1e-9)))])
+    return kept
+
+
+def write_train_subset(dataset: str | Path, out: str | Path, fraction: float, seed: int) -> int:
+    """Write ``out`` as the dataset with only the :func:`train_subset_origins` of its train split (val and test
+    whole). Rows point at the parent's files (absolute paths inside a FLARE dataset folder, which the
+    containment rule accepts); nothing is copied. Returns the number of train rows kept."""
+    parent = Dataset.open(dataset)
+    frame = parent.manifest.frame
+    kept = train_subset_origins(frame, fraction, seed)
+    mask = (frame["split"] != "train") | frame["origin_id"].isin(kept)
+    out = Path(out)
+    subset = Manifest(frame[mask].reset_index(drop=True), parent.root).rebase(out)
+    Dataset(out, subset, parent.taxonomy).write()
+    return int((subset.frame["split"] == "train").sum())

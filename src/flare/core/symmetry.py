@@ -1,0 +1,41 @@
+"""The eight rot90 × flip views of a square image (the dihedral group D4): exact symmetries of the sky.
+
+A quarter turn keeps a spiral's sense of rotation; a mirror reverses it, so a mirrored view carries the label's
+mirror pair (``Taxonomy.mirror``: clockwise ↔ anticlockwise). Used by the benchmark's online augmentation
+(``Raw_HR_online``) and by test-time augmentation, where the class probabilities of a mirrored view are
+permuted back before averaging. Views are index ``0..7``: ``k = view % 4`` quarter turns, then a left-right
+mirror when ``view >= 4``; view 0 is the identity.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+__all__ = ["VIEWS", "view_mirrors", "apply_view", "mirror_permutation"]
+
+VIEWS = tuple(range(8))
+
+
+def view_mirrors(view: int) -> bool:
+    """Whether view ``view`` mirrors the image (and so swaps mirror-pair labels)."""
+    return view >= 4
+
+
+def apply_view(images: np.ndarray, view: int) -> np.ndarray:
+    """View ``view`` of ``(..., H, W)`` images (channels first), as a contiguous copy."""
+    out = np.rot90(images, k=view % 4, axes=(-2, -1))
+    if view_mirrors(view):
+        out = out[..., ::-1]
+    return np.ascontiguousarray(out)
+
+
+def mirror_permutation(classes: Sequence[str], mirror: Callable[[str], str]) -> np.ndarray:
+    """``perm`` with ``perm[i]`` = the index of ``mirror(classes[i])``: a mirrored image of class ``i`` is
+    class ``perm[i]``, and ``probabilities[:, perm]`` turns a mirrored view's probabilities into the original's.
+
+    ``mirror`` maps a class to its mirror image (identity for classes without a pair); a class whose mirror is
+    not among ``classes`` maps to itself (a macro task whose disk class holds both chiralities)."""
+    index = {c: i for i, c in enumerate(classes)}
+    return np.array([index.get(mirror(c), i) for i, c in enumerate(classes)], dtype=np.int64)
