@@ -1,6 +1,7 @@
 """Augmentation throughput on real GZ1 images: FLARE (batched tensors, threaded I/O) vs the original's loop.
 
-Usage: ``python benchmarks/bench_augment.py [--images 240] [--k 5] [--baseline-images 48] [--workers 2]``
+Usage: ``python benchmarks/bench_augment.py [--images 240] [--k 5] [--baseline-images 48] [--workers 2]
+[--runs files,parquet,parquet:2]``
 
 Setup (not timed): the first ``--images`` GZ1 images (round-robin over classes), centre 192×192 crop, stored
 as PNG in a temporary dataset with the gz1 taxonomy, all in train.
@@ -9,7 +10,11 @@ as PNG in a temporary dataset with the gz1 taxonomy, all in train.
    ``K`` times a ``torchvision.transforms`` (v1, PIL) transform and ``PIL.Image.save`` as PNG at its default
    compression (level 6). Run on ``--baseline-images`` images (it is linear in the image count).
 2. FLARE materialised: ``augment_dataset`` with the five original presets, ``K``, lossless PNG (the default
-   encoder, fpng), ``--workers`` threads.
+   encoder, fpng), once per ``--runs`` entry: a layout, ``files`` (one PNG per variant), ``parquet`` (the same
+   PNG bytes in Parquet shards of ``augment.shard_size_mb``, default 256) or ``webdataset`` (tar shards), run
+   with ``--workers`` threads in this process, or ``LAYOUT:N`` with N executor worker processes (spawned, one
+   shard per task, one thread each; their start-up counts). The benchmark checks that every run recorded the
+   same sha256 for every row.
    Throughput = images written per second (hflip is capped at one distinct variant in FLARE, so FLARE's mix
    holds a larger share of the costly colour jitter: the comparison is conservative).
    Breakdown (single thread, per output image): decode, transform (batched recipes), encode; the encode
@@ -174,6 +179,11 @@ def main() -> int:
     parser.add_argument("--baseline-images", type=int, default=48)
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--shard-size-mb", type=float, default=None,
+                        help="augment.shard_size_mb for the shard layouts (default: the config's, 256)")
+    parser.add_argument("--runs", default="files,parquet",
+                        help="comma-separated FLARE runs: LAYOUT (files, parquet, webdataset; --workers threads in "
+                             "this process) or LAYOUT:N (N executor worker processes, one thread each)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if not GZ1.is_dir():
@@ -183,7 +193,7 @@ def main() -> int:
     from flare.augment.loader import make_loader
     from flare.augment.registry import ORIGINAL_PRESETS
     from flare.augment.stage import augment_dataset, encode_options
-    from flare.core.config import AugmentConfig
+    from flare.core.config import AugmentConfig, ExecutorConfig
     from flare.core.manifest import Manifest
 
     work = Path(tempfile.mkdtemp(prefix="bench-augment-"))
@@ -198,14 +208,31 @@ def main() -> int:
 
         config = AugmentConfig(k=args.k, presets=ORIGINAL_PRESETS, format="png", workers=args.workers,
                                batch_size=32)  # the default PNG encoder
-        t0 = time.perf_counter()
-        manifest = augment_dataset(dataset, work / "materialised", config, seed=0)
-        ours_s = time.perf_counter() - t0
-        ours_written = len(manifest.filter(stage="augment"))
-        ours_rate = ours_written / ours_s
+        specs = [name.strip() for name in args.runs.split(",") if name.strip()]
+        runs, digests = {}, {}
+        for spec in specs:
+            layout, _, processes = spec.partition(":")
+            update = {"layout": layout, **({"workers": 1} if processes else {}),
+                      **({"shard_size_mb": args.shard_size_mb} if args.shard_size_mb else {})}
+            run_config = AugmentConfig.model_validate({**config.model_dump(), **update})
+            executor = ExecutorConfig(workers=int(processes), local_pool="process") if processes else None
+            out = work / f"materialised-{spec.replace(':', '-')}"
+            t0 = time.perf_counter()
+            manifest = augment_dataset(dataset, out, run_config, seed=0, executor=executor)
+            seconds = time.perf_counter() - t0
+            rows = manifest.filter(stage="augment")
+            runs[spec] = {"layout": layout, "threads": run_config.workers, "processes": int(processes or 1),
+                          "written": len(rows), "seconds": seconds, "images_per_s": len(rows) / seconds,
+                          "files": sum(1 for p in out.rglob("*") if p.is_file()),
+                          "shards": len(list((out / "shards").iterdir())) if (out / "shards").is_dir() else 0}
+            digests[spec] = dict(zip(rows.frame["id"], rows.frame["sha256"]))
+        same_bytes = all(d == digests[specs[0]] for d in digests.values())
         written, seconds = original_loop(paths[half:args.baseline_images], args.k, work / "baseline")
         base_written, base_s = base_written + written, base_s + seconds
         base_rate = base_written / base_s
+        for run in runs.values():
+            run["ratio_vs_baseline"] = run["images_per_s"] / base_rate
+        ours_rate, ours_s, ours_written = (runs[specs[0]][k] for k in ("images_per_s", "seconds", "written"))
 
         parts = breakdown(dataset, args.k, encode_options(config))
         chosen_encode = parts["encode_per_output_s"]["chosen"]
@@ -226,9 +253,10 @@ def main() -> int:
         "images": args.images, "k": args.k, "workers": args.workers, "encode": encode_options(config),
         "baseline": {"written": base_written, "seconds": base_s, "images_per_s": base_rate},
         "materialised": {"written": ours_written, "seconds": ours_s, "images_per_s": ours_rate,
-                         "ratio_vs_baseline": ours_rate / base_rate,
+                         "ratio_vs_baseline": ours_rate / base_rate, "run": specs[0],
                          "encode_limit_images_per_s": encode_limit,
                          "fraction_of_encode_limit": ours_rate / encode_limit},
+        "materialised_runs": runs, "runs_recorded_the_same_sha256": same_bytes,
         "breakdown_per_output_ms": {"decode": 1e3 * parts["decode_per_output_s"],
                                     "transform": 1e3 * parts["transform_per_output_s"],
                                     "encode": {k: 1e3 * v for k, v in parts["encode_per_output_s"].items()},
@@ -244,8 +272,13 @@ def main() -> int:
     print(f"GZ1 subset: {args.images} images, 192 px centre crop, K={args.k}, workers={args.workers}, torch threads=1")
     print(f"baseline (PIL + torchvision, PNG level 6): {base_rate:8.1f} img/s ({base_written} in {base_s:.1f} s)")
     encoder = result["encode"].get("encoder", result["encode"]["format"])
-    print(f"FLARE materialised ({encoder} PNG):{'':{max(0, 15 - len(encoder))}s} {ours_rate:8.1f} img/s "
-          f"({ours_written} in {ours_s:.1f} s)  ratio {ours_rate / base_rate:.2f}x")
+    for run in runs.values():
+        where = f"{run['processes']} processes" if run["processes"] > 1 else f"{run['threads']} threads"
+        label = f"FLARE materialised ({encoder} PNG, {run['layout']}, {where}):"
+        made = f"{run['shards']} shards" if run["shards"] else f"{run['files']} files"
+        print(f"{label:55s} {run['images_per_s']:8.1f} img/s ({run['written']} in {run['seconds']:.1f} s, "
+              f"{made})  ratio {run['ratio_vs_baseline']:.2f}x")
+    print(f"  every run recorded the same sha256 for every row: {same_bytes}")
     print(f"  per output, 1 thread: decode {b['decode']:.2f} ms, transform {b['transform']:.2f} ms; encode "
           + ", ".join(f"{k} {v:.2f} ms/{b['encoded_kib'][k]:.0f} KiB" for k, v in b["encode"].items()))
     print("  transform per type: " + ", ".join(f"{k} {v:.2f} ms" for k, v in b["transform_per_type"].items()))

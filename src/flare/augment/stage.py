@@ -7,10 +7,17 @@ outcome, rot90 three), the stage samples a recipe from ``derive_seed(run_seed, "
 labels from the dataset's ``taxonomy.yaml`` (clockwise ↔ anticlockwise spiral). A preset listed in
 ``augment.unsafe`` for a class is skipped for that class. Val/test images are never augmented.
 
-Modes: ``materialised`` writes the files (batched tensor rendering, threaded decode/encode); ``lazy`` writes
+Modes: ``materialised`` writes the images (batched tensor rendering, threaded decode/encode); ``lazy`` writes
 only the recipes (``sha256`` empty, ``params.materialised`` false) for :mod:`flare.augment.loader` to render
 on the fly; :func:`export_lazy` materialises them later. :func:`replay_dataset` re-renders every augment row
 from the manifest alone and checks the bytes against the recorded sha256.
+
+Layouts of materialised images (``augment.layout``): ``files`` writes ``augment/<label>/<id>.<ext>``, one file
+per variant; ``parquet`` and ``webdataset`` write shards (:mod:`flare.core.image_shards`),
+``shards/augment-NNNNN-of-NNNNN.parquet`` (or ``.tar``), each holding the variants of a run of consecutive
+parent images (sorted by id) sized to about ``augment.shard_size_mb`` from the encoded size of the first
+parents' variants. A shard is one task of the executor (:class:`AugmentShardWorker`): written atomically,
+skipped on a re-run when complete, so a killed run resumes shard by shard to the same bytes.
 """
 
 from __future__ import annotations
@@ -33,18 +40,27 @@ from flare.core.config import AugmentConfig, ExecutorConfig
 from flare.core.dataset import Dataset, derive_row
 from flare.core.errors import ConfigError, ManifestError
 from flare.core.files import output_is_valid, prepare_output_dir, safe_join, sha256_bytes, write_rerenderable_bytes
+from flare.core.hf_columns import METADATA_NAME, ExportColumns, write_imagefolder_metadata
+from flare.core.image_shards import (SHARDS_DIR, ShardRow, ShardWriter, complete_shard, member_path,
+                                     open_image_source, plan_key, remove_stale_shards, shard_file_name,
+                                     split_member, write_shard)
 from flare.core.io import load_rgb
-from flare.core.manifest import Manifest, base_images, derived_id
+from flare.core.manifest import SPLITS, Manifest, base_images, derived_id
 from flare.core.seeding import derive_seed
+from flare.core.shard import parse_shard, select_shard
 from flare.core.taxonomy import Taxonomy
 from flare.executors import map_batches
 
-__all__ = ["AugmentWorker", "augment_dataset", "replay_dataset", "export_lazy", "ReplayReport",
-           "encode_options", "plan_variants", "STAGE", "BACKEND"]
+__all__ = ["AugmentWorker", "AugmentShardWorker", "augment_dataset", "replay_dataset", "export_lazy",
+           "ReplayReport", "encode_options", "plan_variants", "shard_plan_key", "shard_order", "STAGE", "BACKEND",
+           "SHARD_FORMAT_VERSION"]
 
 STAGE = "augment"
 BACKEND = "flare.augment"
 _SUFFIX = {"png": "png", "jpeg": "jpg", "webp": "webp"}
+SHARD_FORMAT_VERSION = 1  # bump when the same rows would give other shard bytes
+_SHARD_SAMPLE_PARENTS = 4  # parents whose variants are encoded to size the shards
+_SHARD_GROUP_PARENTS = 16  # parents a thread renders at a time inside a shard (as an executor batch of files)
 
 
 def encode_options(config: AugmentConfig) -> dict[str, Any]:
@@ -99,10 +115,12 @@ class AugmentWorker:
         return {str(i): (str(p), str(h)) for i, p, h in zip(frame["id"], frame["params"], frame["sha256"]) if h}
 
     def _image_size(self, path: Path) -> tuple[int, int]:
-        with Image.open(path) as image:
+        with Image.open(open_image_source(path)) as image:  # the header only (a file, or a shard member)
             return image.height, image.width
 
-    def _plan(self, row: dict[str, Any], height: int, width: int) -> list[dict[str, Any]]:
+    def _plan(self, row: dict[str, Any], height: int, width: int, container: str | None = None
+              ) -> list[dict[str, Any]]:
+        """The augment rows of one parent; ``container``: the shard (checked by the caller) that holds them."""
         records = []
         contained: set[str] = set()  # labels whose output folder this row's id was checked against
         for name, preset in self.presets.items():
@@ -116,8 +134,11 @@ class AugmentWorker:
                 macro = self.taxonomy.fine_to_macro.get(label, row.get("macro_label") or label)
                 image_id = derived_id(row["id"], STAGE, f"_{name}_{variant}")
                 suffix = _SUFFIX[self.encode["format"]]
-                relative = f"{STAGE}/{label}/{image_id}.{suffix}"
-                if label not in contained:
+                if container is not None:
+                    relative = member_path(container, f"{image_id}.{suffix}")
+                else:
+                    relative = f"{STAGE}/{label}/{image_id}.{suffix}"
+                if container is None and label not in contained:
                     # A row that slipped past Dataset.open still cannot write outside. One check per label and
                     # row: its other variants differ only by the preset name and variant number in the file
                     # name (safe_join resolves the path, ~40 µs, too dear to pay for every variant).
@@ -155,12 +176,19 @@ class AugmentWorker:
             list(pool.map(self._render_and_write, chunks))
         return _as_frame([rec for plan in plans for rec in plan])
 
-    def _render_and_write(self, chunk: list[tuple[dict[str, Any], np.ndarray]]) -> None:
+    def _render_and_encode(self, chunk: list[tuple[dict[str, Any], np.ndarray]]) -> list[bytes]:
+        """The encoded bytes of each ``(record, parent image)``, rendered in one batched pass."""
         tensors = [torch.from_numpy(image).permute(2, 0, 1) for _, image in chunk]
         # The JSON round trip makes the parameters exactly those replay will read from the manifest.
-        recipes = [json.loads(json.dumps(record["params"]["recipe"])) for record, _ in chunk]
-        for (record, _), image in zip(chunk, apply_recipes(tensors, recipes)):
-            record["sha256"] = self._write(record, image)
+        recipes = [json.loads(record["params"])["recipe"] if isinstance(record["params"], str)
+                   else json.loads(json.dumps(record["params"]["recipe"])) for record, _ in chunk]
+        return [encode_variant(image.permute(1, 2, 0).contiguous().numpy(), self.encode)
+                for image in apply_recipes(tensors, recipes)]
+
+    def _render_and_write(self, chunk: list[tuple[dict[str, Any], np.ndarray]]) -> None:
+        for (record, _), data in zip(chunk, self._render_and_encode(chunk)):
+            write_rerenderable_bytes(self.root / record["path"], data)  # checked by safe_join in _plan
+            record["sha256"] = sha256_bytes(data)
 
     def _resolve(self, path: str) -> Path:
         p = Path(path)
@@ -177,16 +205,107 @@ class AugmentWorker:
         record["sha256"] = previous[1]
         return True
 
-    def _write(self, record: dict[str, Any], image: torch.Tensor) -> str:
-        data = encode_variant(image.permute(1, 2, 0).contiguous().numpy(), self.encode)
-        write_rerenderable_bytes(self.root / record["path"], data)  # checked by safe_join in _plan
-        return sha256_bytes(data)
+
+
+class AugmentShardWorker(AugmentWorker):
+    """Shard tasks → augment rows: a task (``id`` = the shard's file name, ``parents`` = its parent rows as
+    JSON) renders every variant of its parents and writes them as one shard; built once per worker."""
+
+    def __init__(self, layout: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.layout = layout
+        self.columns = ExportColumns(self.taxonomy)
+
+    def __call__(self, tasks: pd.DataFrame) -> pd.DataFrame:
+        frames = [self._shard(str(task["id"]), json.loads(task["parents"])) for task in tasks.to_dict("records")]
+        frames = [frame for frame in frames if len(frame)]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def encoded_bytes(self, parents: list[dict[str, Any]]) -> int:
+        """Bytes the variants of ``parents`` take once encoded (sizes the shards; nothing is written)."""
+        records = self._plan_all(parents, f"{SHARDS_DIR}/sizing.{self.layout}")
+        return sum(len(data) for _, data in self._render_group((parents, records)))
+
+    def _plan_all(self, parents: list[dict[str, Any]], container: str) -> list[list[dict[str, Any]]]:
+        """The augment rows of each parent, from its size in the file header (the rows are known before any
+        pixel is decoded, so a complete shard is recognised without rendering)."""
+        with ThreadPoolExecutor(self.workers) as pool:
+            sizes = list(pool.map(self._image_size, [self._resolve(p["path"]) for p in parents]))
+        return [self._plan(parent, height, width, container=container)
+                for parent, (height, width) in zip(parents, sizes)]
+
+    def _render_group(self, group: tuple[list[dict[str, Any]], list[list[dict[str, Any]]]]
+                      ) -> list[tuple[dict[str, Any], bytes]]:
+        """Decode a group of parents and render their rows (chunks of one preset batch best); returns
+        ``(record, encoded bytes)`` in shard order: parent by parent, each parent's rows by id."""
+        parents, records = group
+        todo = []
+        for parent, rows in zip(parents, records):
+            if rows:
+                image = load_rgb(self._resolve(parent["path"]))  # once per parent, shared by its rows
+                todo += [(record, image) for record in rows]
+        todo.sort(key=lambda item: item[0]["operation"])
+        encoded: dict[str, bytes] = {}
+        for start in range(0, len(todo), self.batch_size):
+            chunk = todo[start:start + self.batch_size]
+            for (record, _), data in zip(chunk, self._render_and_encode(chunk)):
+                encoded[record["id"]] = data
+        return [(record, encoded[record["id"]]) for rows in records for record in sorted(rows, key=_by_id)]
+
+    def _shard(self, name: str, parents: list[dict[str, Any]]) -> pd.DataFrame:
+        relative = f"{SHARDS_DIR}/{name}"
+        container = safe_join(self.root, relative)  # the one output path of this task
+        planned = self._plan_all(parents, relative)
+        records = [record for rows in planned for record in rows]
+        if not records:  # every preset unsafe for these classes, or k = 0: no shard at all
+            container.unlink(missing_ok=True)
+            return pd.DataFrame()
+        parent_sha = {str(p["id"]): str(p.get("sha256") or "") for p in parents}
+        for record in records:  # the JSON text the manifest will hold, once: the plan key is made of it
+            record["params"] = json.dumps(record["params"], sort_keys=True)
+        plan = shard_plan_key(self.layout, self.columns,
+                              [(r["id"], r["params"], parent_sha[r["parent_ids"][0]]) for r in records])
+        kept = complete_shard(container, plan)
+        if kept is None:
+            # Groups of parents go to the threads; this thread writes each finished group (pyarrow and the
+            # tar writer release the GIL) while the threads render the next ones.
+            groups = [(parents[start:start + _SHARD_GROUP_PARENTS], planned[start:start + _SHARD_GROUP_PARENTS])
+                      for start in range(0, len(parents), _SHARD_GROUP_PARENTS)]
+            with ThreadPoolExecutor(self.workers) as pool, \
+                    ShardWriter(container, self.layout, self.columns, plan) as writer:  # type: ignore[arg-type]
+                for rendered in pool.map(self._render_group, groups):
+                    rows = []
+                    for record, data in rendered:
+                        record["sha256"] = sha256_bytes(data)
+                        rows.append(ShardRow(split_member(record["path"])[1], data, record))  # type: ignore[index]
+                    writer.add(rows)
+        else:
+            for record in records:
+                record["sha256"] = kept[split_member(record["path"])[1]]  # type: ignore[index]
+        return _as_frame(records)
+
+
+def _by_id(record: dict[str, Any]) -> str:
+    return str(record["id"])
+
+
+def shard_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The order of rows in an augment shard: by parent id (the order the stage renders parents in), then by id."""
+    return sorted(rows, key=lambda r: (Manifest.parents(r)[0] if isinstance(r["parent_ids"], str)
+                                       else r["parent_ids"][0], str(r["id"])))
+
+
+def shard_plan_key(layout: str, columns: ExportColumns, rows: list[tuple[str, str, str]]) -> str:
+    """What an augment shard is made from: ``(row id, params JSON, parent sha256)`` of each of its rows, in id
+    order, the layout and the class names. A shard recording another key is rendered again."""
+    return plan_key([SHARD_FORMAT_VERSION, layout, columns.fine_classes, columns.macro_classes, sorted(rows)])
 
 
 def _as_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Rows with JSON text in ``params``/``parent_ids``, so any executor can move or checkpoint them."""
     for record in records:
-        record["params"] = json.dumps(record["params"], sort_keys=True)
+        if not isinstance(record["params"], str):
+            record["params"] = json.dumps(record["params"], sort_keys=True)
         record["parent_ids"] = json.dumps(record["parent_ids"])
     return pd.DataFrame(records)
 
@@ -202,6 +321,9 @@ def augment_dataset(dataset: str | Path, out: str | Path, config: AugmentConfig 
     for name in config.unsafe:
         if name not in config.presets:
             raise ConfigError(f"augment.unsafe: {name!r} is not one of the chosen presets {', '.join(config.presets)}")
+    if config.layout != "files" and config.mode == "lazy":
+        raise ConfigError(f"augment.layout: {config.layout} shards hold rendered images and mode lazy renders "
+                          f"none; use mode materialised, or layout files")
     out = Path(out)
     prepare_output_dir(out)
     derived = Dataset.open(dataset).derive(out)
@@ -216,11 +338,46 @@ def augment_dataset(dataset: str | Path, out: str | Path, config: AugmentConfig 
         "fine_to_macro": dict(taxonomy.fine_to_macro),
         "batch_size": config.batch_size, "workers": config.workers,
     }
-    new_rows = map_batches(AugmentWorker, parents.frame, worker_kwargs=worker_kwargs, executor=executor,
-                           description=f"augment: {config.mode}", checkpoint_dir=out)
+    if config.layout == "files":
+        new_rows = map_batches(AugmentWorker, parents.frame, worker_kwargs=worker_kwargs, executor=executor,
+                               description=f"augment: {config.mode}", checkpoint_dir=out)
+    else:
+        new_rows = _augment_to_shards(parents.frame, out, config, worker_kwargs, executor or ExecutorConfig())
     manifest = source.append(new_rows.to_dict("records") if len(new_rows) else [])
     derived.with_manifest(manifest).write()
     return manifest
+
+
+def _augment_to_shards(parents: pd.DataFrame, out: Path, config: AugmentConfig, worker_kwargs: dict[str, Any],
+                       executor: ExecutorConfig) -> pd.DataFrame:
+    """Materialise into shards: one executor task per shard of consecutive parents (sorted by id).
+
+    The static shard (``executor.shard``) is chosen here, before grouping, so the tasks and their names are
+    those of that shard alone; the shard names carry it, so the folders of several static shards merge.
+    """
+    static = parse_shard(executor.shard)
+    rows = select_shard(parents, static).sort_values("id", kind="stable").reset_index(drop=True)
+    prefix = STAGE if static is None or static.is_everything else f"{STAGE}-shard{static.index}of{static.count}"
+    kwargs = {**worker_kwargs, "layout": config.layout}
+    records = Manifest(rows, out).records()
+    per_shard = _parents_per_shard(records, kwargs, config.shard_size_mb * 1e6)
+    groups = [records[start:start + per_shard] for start in range(0, len(records), per_shard)]
+    names = [shard_file_name(prefix, index, len(groups), config.layout) for index in range(len(groups))]
+    tasks = pd.DataFrame({"id": names, "parents": [json.dumps(group, sort_keys=True, default=str) for group in groups]})
+    new_rows = map_batches(AugmentShardWorker, tasks, worker_kwargs=kwargs, description=f"augment: {config.layout}",
+                           executor=executor.model_copy(update={"batch_size": 1, "shard": None}), checkpoint_dir=out)
+    remove_stale_shards(out / SHARDS_DIR, prefix, names)
+    return new_rows
+
+
+def _parents_per_shard(parents: list[dict[str, Any]], worker_kwargs: dict[str, Any], target_bytes: float) -> int:
+    """Parents whose variants fill a shard of ``target_bytes``, from the encoded size of the first parents'
+    variants (a deterministic estimate: the same inputs and config give the same shards)."""
+    if not parents:
+        return 1
+    sample = parents[:_SHARD_SAMPLE_PARENTS]
+    per_parent = AugmentShardWorker(**worker_kwargs).encoded_bytes(sample) / len(sample)
+    return len(parents) if per_parent <= 0 else max(1, int(target_bytes // per_parent))
 
 
 @dataclass
@@ -265,14 +422,24 @@ def replay_dataset(dataset: str | Path, *, check_only: bool = False, batch_size:
                    workers: int = 2) -> ReplayReport:
     """Re-render every augment row of ``dataset`` from its recorded recipe; rewrite its file unless
     ``check_only``. Materialised rows must reproduce their recorded sha256; lazy rows are only counted.
-    The manifest is read through :meth:`Dataset.open` (containment check) and every write goes through
-    :func:`safe_join`."""
-    manifest = Dataset.open(dataset).manifest
+    Rows in a shard are replayed shard by shard: a shard whose rows all reproduce is written again only when
+    it is missing or incomplete (its bytes would be the same). The manifest is read through
+    :meth:`Dataset.open` (containment check) and every write goes through :func:`safe_join`."""
+    opened = Dataset.open(dataset)
+    manifest = opened.manifest
     rows = [r for r in manifest.records() if r["stage"] == STAGE and manifest.params(r).get("materialised", True)]
     report = ReplayReport()
     lookup = _parent_lookup(manifest)
-    for start in range(0, len(rows), batch_size * 4):
-        chunk = rows[start:start + batch_size * 4]
+    in_shards: dict[str, list[dict[str, Any]]] = {}
+    files = []
+    for row in rows:
+        member = split_member(row["path"])
+        if member is None:
+            files.append(row)
+        else:
+            in_shards.setdefault(str(member[0]), []).append(row)
+    for start in range(0, len(files), batch_size * 4):
+        chunk = files[start:start + batch_size * 4]
         arrays = render_rows(manifest, chunk, lookup, batch_size, workers)
         for row, array in zip(chunk, arrays):
             data = encode_variant(array, manifest.params(row)["encode"])
@@ -281,7 +448,42 @@ def replay_dataset(dataset: str | Path, *, check_only: bool = False, batch_size:
                 report.mismatched.append(row["id"])
             elif not check_only:
                 write_rerenderable_bytes(safe_join(manifest.root, row["path"]), data)
+    columns = ExportColumns(opened.taxonomy)
+    replayed = {r["id"] for r in rows}
+    others = {str(member[0]) for row in manifest.records() if row["id"] not in replayed
+              for member in [split_member(row["path"])] if member is not None}
+    for container, shard_rows in sorted(in_shards.items()):
+        # A shard that also holds other rows (a combined set's shard) is checked, never rebuilt from these alone.
+        rebuild = not check_only and container not in others
+        _replay_shard(manifest, container, shard_rows, lookup, columns, report, rebuild, batch_size, workers)
     return report
+
+
+def _replay_shard(manifest: Manifest, container: str, rows: list[dict[str, Any]], lookup: dict[str, dict[str, Any]],
+                  columns: ExportColumns, report: ReplayReport, rebuild: bool, batch_size: int,
+                  workers: int) -> None:
+    """Render the rows of one augment shard and compare; with ``rebuild``, write the shard again when it is
+    missing or incomplete and every row reproduced."""
+    shard_rows, mismatched = [], False
+    for start in range(0, len(rows), batch_size * 4):
+        chunk = rows[start:start + batch_size * 4]
+        for row, array in zip(chunk, render_rows(manifest, chunk, lookup, batch_size, workers)):
+            data = encode_variant(array, manifest.params(row)["encode"])
+            report.rendered += 1
+            if sha256_bytes(data) != row["sha256"]:
+                report.mismatched.append(row["id"])
+                mismatched = True
+            shard_rows.append(ShardRow(split_member(row["path"])[1], data, row))  # type: ignore[index]
+    if not rebuild or mismatched:
+        return
+    layout = "webdataset" if container.endswith(".tar") else "parquet"
+    plan = shard_plan_key(layout, columns, [
+        (r["id"], r["params"], str(lookup[Manifest.parents(r)[0]].get("sha256") or "")) for r in rows])
+    target = safe_join(manifest.root, container)
+    if complete_shard(target, plan) is None:
+        by_id = {row.row["id"]: row for row in shard_rows}
+        ordered = [by_id[r["id"]] for r in shard_order(rows)]
+        write_shard(target, ordered, layout, columns, plan)  # type: ignore[arg-type]
 
 
 def export_lazy(dataset: str | Path, *, batch_size: int = 32, workers: int = 2) -> Manifest:
@@ -302,4 +504,7 @@ def export_lazy(dataset: str | Path, *, batch_size: int = 32, workers: int = 2) 
     if lazy:
         manifest = Manifest.from_records(records, manifest.root)
         manifest.write()
+        if any((manifest.root / split / METADATA_NAME).is_file() for split in SPLITS):
+            # an ImageFolder tree (flare combine): its metadata files now list the exported images too
+            write_imagefolder_metadata(manifest.root, manifest, Dataset.open(manifest.root).taxonomy)
     return manifest

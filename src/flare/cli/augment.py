@@ -23,6 +23,8 @@ def run(dataset: Annotated[Path, typer.Argument(help="Input dataset folder (its 
         presets: Annotated[Optional[str], typer.Option(help="Comma-separated presets (see `flare backends`).")] = None,
         mode: Annotated[Optional[str], typer.Option(help="materialised (files) or lazy (recipes only).")] = None,
         format: Annotated[Optional[str], typer.Option("--format", help="png, jpeg or webp.")] = None,
+        layout: Annotated[Optional[str], typer.Option(
+            help="files (one per variant), parquet or webdataset (shards under OUT/shards/).")] = None,
         png_level: Annotated[Optional[int], typer.Option(help="PNG compress level 0-9.")] = None,
         quality: Annotated[Optional[int], typer.Option(help="JPEG/WebP quality 1-100.")] = None,
         workers: Annotated[Optional[int], typer.Option(help="Decode/encode threads.")] = None,
@@ -35,13 +37,14 @@ def run(dataset: Annotated[Path, typer.Argument(help="Input dataset folder (its 
     preset_list = [p.strip() for p in presets.split(",") if p.strip()] if presets else None
     cfg = resolve_config(config, set_, {"executor.shard": shard, "executor.name": executor_name,
                                         "seed": seed, "augment.k": k, "augment.presets": preset_list,
-                                        "augment.mode": mode, "augment.format": format,
+                                        "augment.mode": mode, "augment.format": format, "augment.layout": layout,
                                         "augment.png_compress_level": png_level, "augment.quality": quality,
                                         "augment.workers": workers})
     manifest = augment_dataset(dataset, out, cfg.augment, seed=cfg.seed, executor=cfg.executor)
     made = manifest.filter(stage="augment")
     counts = made.frame.groupby("operation").size().to_dict() if len(made) else {}
-    console.print(f"{len(made)} augment rows ({cfg.augment.mode}) in {out}: "
+    where = f"{cfg.augment.layout} " if cfg.augment.mode != "lazy" and cfg.augment.layout != "files" else ""
+    console.print(f"{len(made)} augment rows ({where}{cfg.augment.mode}) in {out}: "
                   + ", ".join(f"{name} {n}" for name, n in sorted(counts.items())))
 
 
@@ -49,7 +52,7 @@ def run(dataset: Annotated[Path, typer.Argument(help="Input dataset folder (its 
 @handle_errors
 def replay(dataset: Annotated[Path, typer.Argument(help="An augmented dataset folder.")],
            check: Annotated[bool, typer.Option("--check", help="Only verify; write nothing.")] = False) -> None:
-    """Regenerate every augmented file from the manifest alone; fail if a byte differs from the record."""
+    """Regenerate every augmented file (or shard) from the manifest alone; fail if a byte differs from the record."""
     from flare.augment.stage import replay_dataset
 
     report = replay_dataset(dataset, check_only=check)

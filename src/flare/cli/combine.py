@@ -1,4 +1,4 @@
-"""``flare combine``: real + α of the augmentation types + β of the synthetic types → an ImageFolder tree."""
+"""``flare combine``: real + α of the augmentation types + β of the synthetic types → an ImageFolder tree or shards."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ def command(dataset: Annotated[Path, typer.Argument(help="Dataset with base imag
             synthetic: Annotated[Optional[Path], typer.Option(help="A second dataset folder with generate rows.")] = None,
             export: Annotated[Optional[bool], typer.Option("--export/--no-export",
                                                            help="Materialise lazy augmentation recipes.")] = None,
+            layout: Annotated[Optional[str], typer.Option(
+                help="imagefolder (files + metadata.parquet per split), parquet or webdataset (OUT/shards/).")] = None,
             seed: Annotated[Optional[int], typer.Option(help="Selection seed (overrides config).")] = None,
             config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Run config YAML.")] = None,
             set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override: section.key=value.")] = None) -> None:
@@ -28,14 +30,15 @@ def command(dataset: Annotated[Path, typer.Argument(help="Dataset with base imag
 
     cfg = resolve_config(config, set_, {"seed": seed, "combine.alpha": alpha, "combine.beta": beta,
                                         "combine.rule": rule, "combine.per_class_target": per_class_target,
-                                        "combine.export": export})
+                                        "combine.export": export, "combine.layout": layout})
     result = combine_datasets(dataset, out, cfg.combine, seed=cfg.seed, synthetic=synthetic)
     if cfg.combine.export:
         from flare.augment.stage import export_lazy
 
         export_lazy(out)
     counts = result.counts
-    console.print(f"combined into {out}: train {counts['train']} (real {counts['real_train']}, augment "
+    shards = f" ({len(result.shards)} {cfg.combine.layout} shards)" if result.shards else ""
+    console.print(f"combined into {out}{shards}: train {counts['train']} (real {counts['real_train']}, augment "
                   f"{counts['augment']}/{counts['augment_available']}, synthetic {counts['generate']}/"
                   f"{counts['generate_available']}), val {counts['val']}, test {counts['test']}; kept types "
                   f"augment={result.chosen_types['augment']} synthetic={result.chosen_types['generate']}")

@@ -2,10 +2,12 @@
 
 Input: a dataset folder whose manifest holds the base images (``base_images``) and the ``augment`` rows
 (the real-augmented branch); the ``generate`` rows (the synthetic branch) come from the same manifest and/or a
-second folder (``synthetic``). Either branch may be absent. Output: an ImageFolder tree
-(``train/<label>/``, ``val/``, ``test/``) plus a manifest whose rows keep their id, origin, split, stage and
-params; val and test are the real base images copied unchanged. The selection rules are in
-:mod:`flare.combine.selection`; ``combine_report.json`` records the chosen types and counts.
+second folder (``synthetic``). Either branch may be absent. Output (``combine.layout``): an ImageFolder tree
+(``train/<label>/``, ``val/``, ``test/``, each split with the ``metadata.parquet`` of provenance columns that
+``datasets`` reads), or Parquet / WebDataset shards per split (:mod:`flare.combine.shards`), plus a manifest
+whose rows keep their id, origin, split, stage and params; val and test are the real base images copied
+unchanged. The selection rules are in :mod:`flare.combine.selection`; ``combine_report.json`` records the
+chosen types, counts, layout and shards.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from typing import Any
 
 from flare.combine.imagefolder import write_imagefolder
 from flare.combine.selection import choose_samples, choose_types, fill_to_target, row_type
+from flare.combine.shards import write_shards
 from flare.core.config import CombineConfig
 from flare.core.dataset import Dataset
 from flare.core.errors import FlareError, LeakageError
 from flare.core.files import atomic_write_bytes, prepare_output_dir
+from flare.core.hf_columns import write_imagefolder_metadata
 from flare.core.manifest import Manifest, base_images
 
 __all__ = ["combine_datasets", "CombineResult", "select_branch"]
@@ -32,6 +36,7 @@ class CombineResult:
     manifest: Manifest
     chosen_types: dict[str, list[str]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    shards: list[str] = field(default_factory=list)  # file names under OUT/shards (layout parquet/webdataset)
 
     def summary(self) -> dict[str, Any]:
         return {"chosen_types": self.chosen_types, "counts": self.counts}
@@ -95,16 +100,23 @@ def combine_datasets(dataset: str | Path, out: str | Path, config: CombineConfig
     entries += [(r, source, _has_file(source, r)) for r in chosen_aug]
     entries += [(r, syn_manifest[r["id"]], True) for r in chosen_syn_rows]
     prepare_output_dir(out)
-    records = write_imagefolder(out, entries)
+    shards: list[str] = []
+    if config.layout == "imagefolder":
+        records = write_imagefolder(out, entries)
+    else:
+        records, shards = write_shards(out, entries, config.layout, config.shard_size_mb, dataset_in.taxonomy)
     manifest = Manifest.from_records(records, out)
+    if config.layout == "imagefolder":
+        write_imagefolder_metadata(out, manifest, dataset_in.taxonomy)
     Dataset(out, manifest, dataset_in.taxonomy).write()
 
     counts = {f"{split}": sum(1 for r in records if r["split"] == split) for split in ("train", "val", "test")}
     counts.update({"real_train": sum(1 for r in base_rows if r["split"] == "train"), "augment": len(chosen_aug),
                    "generate": len(chosen_syn_rows), "augment_available": len(augmented),
                    "generate_available": len(synthetic_rows)})
-    result = CombineResult(manifest, {"augment": aug_types, "generate": syn_types}, counts)
+    result = CombineResult(manifest, {"augment": aug_types, "generate": syn_types}, counts, shards)
     report = {"alpha": config.alpha, "beta": config.beta, "rule": config.rule, "seed": seed,
-              "per_class_target": config.per_class_target, **result.summary()}
+              "per_class_target": config.per_class_target, "layout": config.layout, "shards": shards,
+              **result.summary()}
     atomic_write_bytes(out / "combine_report.json", json.dumps(report, indent=2, sort_keys=True).encode())
     return result

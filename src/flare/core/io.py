@@ -25,6 +25,7 @@ from PIL import Image, UnidentifiedImageError
 
 from flare.core.errors import ImageReadError
 from flare.core.files import atomic_write_bytes, sha256_bytes
+from flare.core.image_shards import open_image_source
 
 __all__ = [
     "ReadOptions",
@@ -378,6 +379,9 @@ def write_image(path: str | Path, array: np.ndarray, fmt: ImageFormat = "png", *
 
 
 def load_rgb(path: str | Path) -> np.ndarray:
-    """Fast path for files FLARE wrote or referenced (already validated at ingest): ``(H, W, 3)`` uint8."""
-    with Image.open(path) as image:
+    """Fast path for files FLARE wrote or referenced (already validated at ingest): ``(H, W, 3)`` uint8.
+
+    ``path`` may name a member of a Parquet or WebDataset shard (``shards/train-00000-of-00001.parquet/<id>.png``,
+    see :mod:`flare.core.image_shards`); its bytes are read from the shard."""
+    with Image.open(open_image_source(path)) as image:
         return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()

@@ -20,6 +20,7 @@ import pandas as pd
 
 from flare.core.errors import ConfigError, ManifestError
 from flare.core.files import atomic_output, safe_join, sha256_file
+from flare.core.image_shards import image_exists, image_sha256, split_member
 from flare.core.manifest import COLUMNS, Manifest
 
 __all__ = ["Shard", "parse_shard", "shard_index", "select_shard", "shard_key_column", "merge_manifests"]
@@ -98,7 +99,8 @@ def merge_manifests(inputs: Iterable[str | Path], out: str | Path,
     content); otherwise the merge stops with a one-line :class:`ManifestError`. Files that live inside a
     shard folder are hard-linked (``files="link"``, falling back to a copy across file systems) or copied
     into ``out`` at the same relative path, so a merge of shards equals an unsharded run byte for byte;
-    ``files="reference"`` keeps them where they are and rewrites the paths instead.
+    ``files="reference"`` keeps them where they are and rewrites the paths instead. An image inside a Parquet or
+WebDataset shard (``shards/<shard>/<member>``) is placed with its whole shard file.
 
     Every input is held to the containment rule of :mod:`flare.core.manifest` (:func:`check_rows`) before
     anything is written, and every linked or copied file lands via :func:`safe_join` under ``out``.
@@ -147,6 +149,11 @@ def _place(value, root: Path, out: Path, files: str, manifest: Manifest, column:
     """Where the merged manifest finds a file: linked/copied under ``out`` or referenced in place."""
     if value is None or (not isinstance(value, str) and pd.isna(value)) or value == "":
         return value
+    member = split_member(value)
+    if member is not None and not manifest.resolve(value).is_file():
+        # an image in a Parquet/WebDataset shard: the shard file is placed, the member name kept
+        container = _place(str(member[0]), root, out, files, manifest, column, row_id)
+        return f"{container}/{member[1]}"
     source = manifest.resolve(value).resolve()
     inside = root in source.parents
     if files == "reference" or not inside:
@@ -194,7 +201,7 @@ def _check_same(first: dict, second: dict, first_folder: Path, second_folder: Pa
 
 
 def _content_equal(a: Path, b: Path) -> bool:
-    return a.is_file() and b.is_file() and sha256_file(a) == sha256_file(b)
+    return image_exists(a) and image_exists(b) and image_sha256(a) == image_sha256(b)
 
 
 def _missing(value) -> bool:

@@ -12,7 +12,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from flare.core.files import sha256_file
+from flare.core.errors import ManifestError
+from flare.core.image_shards import image_sha256
 from flare.core.manifest import TRAIN_ONLY_STAGES, Manifest, check_rows
 
 __all__ = ["LeakageReport", "check_leakage", "REHASH_LIMIT"]
@@ -47,8 +48,8 @@ class LeakageReport:
 
 def _digest(path) -> str | None:
     try:
-        return sha256_file(path)
-    except OSError:
+        return image_sha256(path)  # a file, or an image in a Parquet/WebDataset shard
+    except (OSError, ManifestError):
         return None
 
 

@@ -4,7 +4,8 @@ Each finished batch is written as one Parquet file under ``OUT/.flare-parts/<run
 rename), holding the rows the worker returned and, in its metadata, the ids of the input rows it covered.
 On a re-run those input rows are not sent to the workers again. The run key hashes the worker class and its
 kwargs, so a changed configuration never reuses old parts. The folder is removed once the stage has all its
-rows. A part whose output files have gone missing or changed (SHA-256) is ignored: its rows are redone.
+rows. A part whose output files have gone missing or changed (SHA-256) is ignored: its rows are redone (for
+an image in a shard, the sha256 the shard records is compared).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flare.core.files import TEMP_PREFIX, atomic_output, output_is_valid, remove_stale_temp_files
+from flare.core.image_shards import recorded_sha256, split_member
 
 __all__ = ["PARTS_DIR", "PartStore", "run_key", "row_fingerprints", "remove_stale_temp_files"]
 
@@ -117,7 +119,12 @@ def _files_present(frame: pd.DataFrame, root: Path) -> bool:
     for value, digest in zip(frame["path"], digests):
         if isinstance(value, str) and value:
             path = Path(value)
-            if not output_is_valid(path if path.is_absolute() else root / path,
-                                   digest if isinstance(digest, str) else None, decode=False):
+            path = path if path.is_absolute() else root / path
+            digest = digest if isinstance(digest, str) else None
+            if split_member(path) is not None and not path.is_file():
+                # a shard member: the shard's index records its sha256 (reading it does not read the image)
+                if recorded_sha256(path) is None or (digest and recorded_sha256(path) != digest):
+                    return False
+            elif not output_is_valid(path, digest, decode=False):
                 return False
     return True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import threading
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from typing import Any
@@ -64,6 +65,12 @@ def _init_process(worker_class: type, worker_kwargs: dict[str, Any], parts_folde
     global _process_runner
     # One core per process: N processes should not each start N BLAS/torch threads (read at torch import).
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        # Unpickling ``worker_class`` for this call imported torch before the line above ran, so its intra-op
+        # pool was sized to every core: N processes × N spinning OpenMP threads made a 2-process augment run
+        # 17x slower than one process on a busy 2-core machine.
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     try:
         _process_runner = BatchRunner(worker_class, worker_kwargs, parts_folder)
     except FlareError as exc:  # an initializer that raises breaks the pool and loses the message
