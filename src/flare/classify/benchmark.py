@@ -26,7 +26,7 @@ from flare.classify.model_io import save_classifier
 from flare.classify.presets import BenchmarkPreset
 from flare.classify.probe import FeatureCache, head_probabilities, train_linear_head, tta_probabilities
 from flare.classify.registry import get_preset
-from flare.classify.train import TrainResult, infer, infer_views, train_classifier
+from flare.classify.train import TrainResult, infer_views, train_classifier
 from flare.core.dataset import Dataset
 from flare.core.device import select_device
 from flare.core.errors import FlareError

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from flare.classify.variants import BASELINES, UPPER_BOUNDS
+from flare.core.methods import BASELINES
 from flare.metrics.classification import bootstrap_difference, bootstrap_interval, bootstrap_scores, mean_std
 
 __all__ = ["test_predictions", "method_intervals", "compare_methods"]
@@ -134,7 +134,3 @@ def _headline(entry: dict[str, Any], methods: dict[str, list[dict[str, Any]]], t
     return (f"{verdict} the best baseline ({best}, chosen on val) on {task} macro-F1: {_points(mean)} points"
             f"{span}, ahead in {diff['wins']} of {seeds} seed{'s' if seeds != 1 else ''}"
             f" ({entry['backbone']}).")
-
-
-def is_upper_bound(method: str) -> bool:
-    return method in UPPER_BOUNDS

@@ -13,7 +13,6 @@ the result is an ordinary timm model that :func:`flare.classify.model_io.save_cl
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import time
 from pathlib import Path
@@ -24,11 +23,11 @@ import torch
 import torch.nn.functional as F
 
 from flare.classify.presets import BenchmarkPreset
-from flare.classify.recipe import budget, class_weights, epoch_order, random_views, warmup_cosine
-from flare.classify.train import TrainResult, _val_score, infer, recipe_record
+from flare.classify.recipe import BestOnVal, budget, class_weights, epoch_order, random_views, warmup_cosine
+from flare.classify.train import TrainResult, infer, recipe_record
 from flare.core.files import atomic_output
 from flare.core.seeding import derive_seed
-from flare.core.symmetry import VIEWS, apply_view, view_mirrors
+from flare.core.symmetry import VIEWS, apply_view, average_views, views_mirror
 
 __all__ = ["FeatureCache", "train_linear_head", "head_probabilities"]
 
@@ -83,11 +82,7 @@ def head_probabilities(head: torch.nn.Linear, features: np.ndarray) -> np.ndarra
 
 def tta_probabilities(head: torch.nn.Linear, view_features: np.ndarray, mirror_perm: np.ndarray) -> np.ndarray:
     """Mean over views of the head's probabilities, a mirrored view's permuted back (``view_features``: (8, N, D))."""
-    total = np.zeros((view_features.shape[1], head.out_features), np.float64)
-    for view in VIEWS:
-        probs = head_probabilities(head, view_features[view])
-        total += probs[:, mirror_perm] if view_mirrors(view) else probs
-    return (total / len(VIEWS)).astype(np.float32)
+    return average_views(((view, head_probabilities(head, view_features[view])) for view in VIEWS), mirror_perm)
 
 
 def train_linear_head(model: torch.nn.Module, train_features: np.ndarray, train_labels: np.ndarray,
@@ -110,8 +105,7 @@ def train_linear_head(model: torch.nn.Module, train_features: np.ndarray, train_
     scheduler = warmup_cosine(optimizer, plan.total_steps, preset.warmup_fraction)
     weights = class_weights(train_labels, num_classes) if preset.class_balance == "weighted-loss" else None
     loss_weight = torch.tensor(weights, dtype=torch.float32) if weights is not None else None
-    best_score, best_state, best_epoch, stale, step = -1.0, None, 0, 0, 0
-    history: list[dict[str, float]] = []
+    tracker, step = BestOnVal(head, preset.patience), 0
     for epoch in range(1, plan.epochs + 1):
         epoch_started = time.perf_counter()
         order = epoch_order(rng, train_labels, plan.samples_per_epoch, preset.class_balance == "sampler")
@@ -123,8 +117,7 @@ def train_linear_head(model: torch.nn.Module, train_features: np.ndarray, train_
             if views is not None:
                 batch_views = views[start:start + len(index)]
                 inputs = scaled_train[batch_views, index]
-                mirrored = np.array([view_mirrors(int(v)) for v in batch_views], dtype=bool)
-                labels = np.where(mirrored, mirror_perm[labels], labels)
+                labels = np.where(views_mirror(batch_views), mirror_perm[labels], labels)
             else:
                 inputs = scaled_train[index]
             loss = F.cross_entropy(head(torch.from_numpy(inputs.astype(np.float32))),
@@ -137,24 +130,14 @@ def train_linear_head(model: torch.nn.Module, train_features: np.ndarray, train_
             losses.append(float(loss.detach()))
         with torch.no_grad():
             probs = torch.softmax(head(scaled_val), dim=1).numpy()
-        score, accuracy = _val_score(probs, val_labels)
         seconds = time.perf_counter() - epoch_started
-        history.append({"epoch": epoch, "step": step, "lr": float(scheduler.get_last_lr()[0]),
-                        "train_loss": float(np.mean(losses)) if losses else float("nan"), "val_macro_f1": score,
-                        "val_accuracy": accuracy, "train_seconds": seconds, "seconds": seconds})
-        if score > best_score:
-            best_score, best_epoch, stale = score, epoch, 0
-            best_state = copy.deepcopy(head.state_dict())
-        else:
-            stale += 1
-            if stale >= preset.patience:
-                break
-    if best_state is not None:
-        head.load_state_dict(best_state)
+        if tracker.record(epoch, step, float(scheduler.get_last_lr()[0]), losses, probs, val_labels, seconds, seconds):
+            break
+    tracker.restore()
     _fold_into(model, head, mean, std)
     model.eval()
-    return TrainResult(model, best_epoch, history, time.perf_counter() - started,
-                       recipe_record(preset, plan.samples_per_epoch, weights, online, classes))
+    return TrainResult(model, tracker.best_epoch, tracker.history, time.perf_counter() - started,
+                       recipe_record(preset, plan, weights, online, classes))
 
 
 def _fold_into(model: torch.nn.Module, head: torch.nn.Linear, mean: np.ndarray, std: np.ndarray) -> None:

@@ -7,15 +7,17 @@ preset + seed gives the same batches on every run.
 
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from flare.classify.presets import BenchmarkPreset
+from flare.metrics.classification import macro_f1
 
-__all__ = ["Budget", "budget", "class_weights", "epoch_order", "warmup_cosine", "random_views"]
+__all__ = ["Budget", "budget", "class_weights", "epoch_order", "warmup_cosine", "random_views", "BestOnVal"]
 
 
 @dataclass(frozen=True)
@@ -82,3 +84,39 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fra
 def random_views(rng: np.random.Generator, count: int) -> np.ndarray:
     """One of the 8 rot90 × flip views per sample (:mod:`flare.core.symmetry`)."""
     return rng.integers(0, 8, size=count)
+
+
+@dataclass
+class BestOnVal:
+    """Model choice and early stopping on val macro-F1, and the val curve: :meth:`record` each epoch's val
+    probabilities; it keeps a copy of ``module``'s best weights and says when ``patience`` epochs passed
+    without a better score; :meth:`restore` loads the best weights back."""
+
+    module: torch.nn.Module
+    patience: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_score: float = -1.0
+    best_epoch: int = 0
+    _best_state: dict | None = None
+    _stale: int = 0
+
+    def record(self, epoch: int, step: int, lr: float, losses: list[float], val_probabilities: np.ndarray,
+               val_labels: np.ndarray, train_seconds: float, seconds: float) -> bool:
+        """Append the epoch to the curve; True when training should stop."""
+        predicted = val_probabilities.argmax(1) if len(val_probabilities) else np.zeros(0, int)
+        score = macro_f1(val_labels, predicted)
+        self.history.append({"epoch": epoch, "step": step, "lr": lr,
+                             "train_loss": float(np.mean(losses)) if losses else float("nan"),
+                             "val_macro_f1": score,
+                             "val_accuracy": float(np.mean(predicted == val_labels)) if len(val_labels) else 0.0,
+                             "train_seconds": train_seconds, "seconds": seconds})
+        if score > self.best_score:
+            self.best_score, self.best_epoch, self._stale = score, epoch, 0
+            self._best_state = copy.deepcopy(self.module.state_dict())
+            return False
+        self._stale += 1
+        return self._stale >= self.patience
+
+    def restore(self) -> None:
+        if self._best_state is not None:
+            self.module.load_state_dict(self._best_state)

@@ -9,7 +9,6 @@ same data + preset + seed gives the same weights on CPU.
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -20,11 +19,10 @@ import torch.nn.functional as F
 from rich.progress import Progress
 
 from flare.classify.presets import BenchmarkPreset
-from flare.classify.recipe import budget, class_weights, epoch_order, random_views, warmup_cosine
+from flare.classify.recipe import BestOnVal, Budget, budget, class_weights, epoch_order, random_views, warmup_cosine
 from flare.core.progress import make_progress
 from flare.core.seeding import derive_seed
-from flare.core.symmetry import VIEWS, apply_view, view_mirrors
-from flare.metrics.classification import macro_f1
+from flare.core.symmetry import VIEWS, apply_view, average_views, views_mirror
 
 __all__ = ["TrainResult", "train_classifier", "infer", "infer_views", "to_input", "apply_views"]
 
@@ -44,8 +42,7 @@ def apply_views(images: np.ndarray, labels: np.ndarray, views: np.ndarray,
     for view in np.unique(views):
         chosen = views == view
         out[chosen] = apply_view(images[chosen], int(view))
-    mirrored = np.array([view_mirrors(int(v)) for v in views], dtype=bool)
-    return out, np.where(mirrored, mirror_perm[labels], labels)
+    return out, np.where(views_mirror(views), mirror_perm[labels], labels)
 
 
 @dataclass
@@ -102,23 +99,14 @@ def infer_views(model: torch.nn.Module, images: np.ndarray, mirror_perm: np.ndar
     probabilities, features = infer(model, images, batch_size, device, with_features, description, progress)
     if mirror_perm is None or not len(images):
         return probabilities, features
-    total = probabilities.astype(np.float64)
-    for view in VIEWS[1:]:
-        probs, _ = infer(model, apply_view(images, view), batch_size, device, False,
-                         f"{description or 'evaluate'} (view {view})", progress)
-        total += probs[:, mirror_perm] if view_mirrors(view) else probs
-    return (total / len(VIEWS)).astype(np.float32), features
+    others = ((view, infer(model, apply_view(images, view), batch_size, device, False,
+                           f"{description or 'evaluate'} (view {view})", progress)[0]) for view in VIEWS[1:])
+    return average_views([(0, probabilities), *others], mirror_perm), features
 
 
-def _val_score(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    predicted = probabilities.argmax(1) if len(probabilities) else np.zeros(0, int)
-    accuracy = float(np.mean(predicted == labels)) if len(labels) else 0.0
-    return macro_f1(labels, predicted), accuracy
-
-
-def recipe_record(preset: BenchmarkPreset, real_train_images: int, weights: np.ndarray | None,
+def recipe_record(preset: BenchmarkPreset, plan: Budget, weights: np.ndarray | None,
                   online: bool, classes: Sequence[str]) -> dict:
-    plan = budget(preset, real_train_images)
+    """What a cell's JSON and the report say about how it was trained."""
     return {"steps": plan.total_steps, "steps_per_epoch": plan.steps_per_epoch, "epochs": plan.epochs,
             "samples_per_epoch": plan.samples_per_epoch, "batch_size": preset.batch_size,
             "learning_rate": preset.learning_rate, "weight_decay": preset.weight_decay,
@@ -148,8 +136,7 @@ def train_classifier(model: torch.nn.Module, train_images: np.ndarray, train_lab
     loss_weight = torch.tensor(weights, dtype=torch.float32, device=device) if weights is not None else None
     if online and mirror_perm is None:
         raise ValueError("online views need the mirror permutation of the classes")
-    best_score, best_state, best_epoch, stale = -1.0, None, 0, 0
-    history: list[dict[str, float]] = []
+    tracker = BestOnVal(model, preset.patience)
     started = time.perf_counter()
     step = 0
     with make_progress() as progress:
@@ -182,21 +169,11 @@ def train_classifier(model: torch.nn.Module, train_images: np.ndarray, train_lab
             train_seconds = time.perf_counter() - epoch_started
             probs, _ = infer(model, val_images, preset.eval_batch_size, device, description=f"  val {epoch}",
                              progress=progress)
-            score, accuracy = _val_score(probs, val_labels)
-            history.append({"epoch": epoch, "step": step, "lr": float(scheduler.get_last_lr()[0]),
-                            "train_loss": float(np.mean(losses)) if losses else float("nan"),
-                            "val_macro_f1": score, "val_accuracy": accuracy,
-                            "train_seconds": train_seconds, "seconds": time.perf_counter() - epoch_started})
             progress.advance(epoch_task)
-            if score > best_score:
-                best_score, best_epoch, stale = score, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                stale += 1
-                if stale >= preset.patience:
-                    break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+            if tracker.record(epoch, step, float(scheduler.get_last_lr()[0]), losses, probs, val_labels,
+                              train_seconds, time.perf_counter() - epoch_started):
+                break
+    tracker.restore()
     model.eval()
-    return TrainResult(model, best_epoch, history, time.perf_counter() - started,
-                       recipe_record(preset, plan.samples_per_epoch, weights, online, classes))
+    return TrainResult(model, tracker.best_epoch, tracker.history, time.perf_counter() - started,
+                       recipe_record(preset, plan, weights, online, classes))

@@ -34,15 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flare.core.manifest import SOURCE_STAGES, Manifest, base_images
+from flare.core.methods import BASELINES, METHODS, ONLINE_METHODS, OPTIONAL_METHODS, UPPER_BOUNDS
 
 __all__ = ["MethodData", "METHODS", "OPTIONAL_METHODS", "BASELINES", "UPPER_BOUNDS", "ONLINE_METHODS",
            "method_datasets", "evaluation_set", "real_train_count"]
 
-METHODS = ("Raw_LR", "Raw_HR", "Raw_HR_online", "Raw_Aug", "T2I_Aug", "FLARE")
-OPTIONAL_METHODS = ("Synth_Only", "Oracle_HR")
-BASELINES = ("Raw_LR", "Raw_HR", "Raw_HR_online", "Raw_Aug", "T2I_Aug")  # what FLARE must beat (best on val)
-UPPER_BOUNDS = ("Oracle_HR",)
-ONLINE_METHODS = ("Raw_HR_online",)
 _FOLDER = {"Raw_LR": "data", "Raw_HR": "upscale", "Raw_HR_online": "upscale", "Raw_Aug": "augment",
            "T2I_Aug": "generate", "FLARE": "combine", "Synth_Only": "generate", "Oracle_HR": "data"}
 

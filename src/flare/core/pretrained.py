@@ -21,7 +21,6 @@ import importlib
 import importlib.metadata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -135,7 +134,3 @@ def build_pretrained(name: str, num_classes: int | None = None) -> tuple[torch.n
         model.reset_classifier(num_classes)
     return model, source
 
-
-def normalisation(name: str) -> dict[str, Any]:
-    source = _source(name)
-    return {"mean": list(source.mean), "std": list(source.std)}

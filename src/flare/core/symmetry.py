@@ -9,11 +9,12 @@ mirror when ``view >= 4``; view 0 is the identity.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["VIEWS", "view_mirrors", "apply_view", "mirror_permutation"]
+__all__ = ["VIEWS", "view_mirrors", "views_mirror", "apply_view", "mirror_permutation",
+           "average_views"]
 
 VIEWS = tuple(range(8))
 
@@ -21,6 +22,11 @@ VIEWS = tuple(range(8))
 def view_mirrors(view: int) -> bool:
     """Whether view ``view`` mirrors the image (and so swaps mirror-pair labels)."""
     return view >= 4
+
+
+def views_mirror(views: np.ndarray) -> np.ndarray:
+    """:func:`view_mirrors` for an array of view indices."""
+    return np.asarray(views) >= 4
 
 
 def apply_view(images: np.ndarray, view: int) -> np.ndarray:
@@ -39,3 +45,14 @@ def mirror_permutation(classes: Sequence[str], mirror: Callable[[str], str]) -> 
     not among ``classes`` maps to itself (a macro task whose disk class holds both chiralities)."""
     index = {c: i for i, c in enumerate(classes)}
     return np.array([index.get(mirror(c), i) for i, c in enumerate(classes)], dtype=np.int64)
+
+
+def average_views(probabilities: Iterable[tuple[int, np.ndarray]], mirror_perm: np.ndarray) -> np.ndarray:
+    """Test-time augmentation: the mean of ``(view, probabilities)`` pairs, a mirrored view's classes permuted
+    back to the original's first (float32)."""
+    total, count = None, 0
+    for view, probs in probabilities:
+        aligned = probs[:, mirror_perm] if view_mirrors(view) else probs
+        total = aligned.astype(np.float64) if total is None else total + aligned
+        count += 1
+    return (total / count).astype(np.float32)

@@ -8,20 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from flare.core.methods import BASELINES, METHOD_ORDER, UPPER_BOUNDS, is_upper_bound
+
 __all__ = ["METHOD_ORDER", "UPPER_BOUNDS", "BASELINES", "table", "cell", "method_label", "is_upper_bound",
            "method_rank", "format_summary", "format_interval", "format_points", "format_difference"]
-
-# Baselines, FLARE, the opt-in synthetic-only run, then the upper bound. These names are the benchmark's
-# (flare.classify.variants), restated because report may not import another stage; an unknown name sorts last.
-METHOD_ORDER = ("Raw_LR", "Raw_HR", "Raw_HR_online", "Raw_Aug", "T2I_Aug", "FLARE", "Synth_Only", "Oracle_HR")
-BASELINES = ("Raw_LR", "Raw_HR", "Raw_HR_online", "Raw_Aug", "T2I_Aug")
-# Trained and tested on the HR truth: a ceiling for super-resolution, not a method a user can run.
-UPPER_BOUNDS = ("Oracle_HR",)
-
-
-def is_upper_bound(method: str) -> bool:
-    return method in UPPER_BOUNDS
-
 
 def method_label(method: str) -> str:
     """The name to print: an upper bound says so wherever it appears."""
