@@ -16,8 +16,10 @@ from flare.core.registry import Registry
 EXPECTED = {
     "upscale": {"bicubic": True, "file": False, "lanczos": False, "realesrgan-x4plus": False, "swinir": False,
                 "swinir-trained": False},
-    "augment": {"color_jitter": False, "flip_color_jitter": False, "hflip": True, "noise": False,
-                "perspective": False, "psf_blur": False, "resized_crop": False, "rot90": False, "vflip": False},
+    # the default is a preset set (AugmentConfig.PRESET_SETS["astro"]), not one preset
+    "augment": {"brightness_contrast": False, "color_jitter": False, "d4": False, "flip_color_jitter": False,
+                "hflip": False, "noise": False, "perspective": False, "psf_blur": False, "resized_crop": False,
+                "rot90": False, "shift_scale": False, "vflip": False},
     "generate": {"embedded": True, "sd": False, "unidiffuser": False},
     "classify": {"densenet121": False, "efficientnet-b0": False, "googlenet": False, "preset-cpu-small": False,
                  "preset-cpu-tiny": False, "preset-paper": False, "resnet-tiny": False, "resnet18": True,

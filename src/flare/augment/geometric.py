@@ -1,13 +1,16 @@
-"""Geometric transforms: flips, quarter turns, random resized crop and random perspective (torchvision semantics).
+"""Geometric transforms: flips, quarter turns, the D4 views, small shifts and scale changes, random resized crop
+and random perspective (torchvision semantics).
 
 Resampling is bilinear at pixel centres: a separable gather-and-blend resize for crops, ``F.grid_sample`` for
 warps (its CPU kernel computes every output pixel with the same vector code, whatever the batch or threads),
-so the same parameters give the same pixels whatever the batch or thread count. Flips and quarter turns only move pixels and work on uint8 directly. Which ones mirror the image (and so swap mirror-pair
-labels, e.g. clockwise ↔ anticlockwise spirals): horizontal and vertical flips do; a quarter turn does not
-(a rotation keeps a spiral's sense of winding); crops and mild perspective warps do not.
+so the same parameters give the same pixels whatever the batch or thread count. Flips, quarter turns and the
+D4 views only move pixels and work on uint8 directly. Which ones mirror the image (and so swap mirror-pair
+labels, e.g. clockwise ↔ anticlockwise spirals): horizontal and vertical flips do, and so do the four mirrored
+D4 views; a quarter turn does not (a rotation keeps a spiral's sense of winding); shifts, scale changes, crops
+and mild perspective warps do not.
 
-The geometric presets are registered at the end of this module (``hflip``, ``vflip``, ``rot90``,
-``resized_crop``, ``perspective``).
+The geometric presets are registered at the end of this module (``hflip``, ``vflip``, ``rot90``, ``d4``,
+``shift_scale``, ``resized_crop``, ``perspective``).
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from flare.augment.base import AugmentTransform, Preset
 from flare.augment.registry import register_preset
 from flare.core.errors import ConfigError
 
-__all__ = ["HorizontalFlip", "VerticalFlip", "Rot90", "RandomResizedCrop", "RandomPerspective", "perspective_matrix"]
+__all__ = ["HorizontalFlip", "VerticalFlip", "Rot90", "DihedralView", "ShiftScale", "RandomResizedCrop",
+           "RandomPerspective", "perspective_matrix", "D4_VIEWS"]
 
 
 def _check_probability(name: str, p: float) -> None:
@@ -107,6 +111,112 @@ class Rot90(AugmentTransform):
         return out
 
 
+# The seven views of the square's symmetry group D4 other than the identity, as (quarter turns k, mirrored):
+# the image is mirrored left ↔ right first, then turned k × 90° anticlockwise ((2, True) is a vertical flip).
+# Mirrored and unmirrored views alternate, so any K ≤ 7 variants keep both kinds.
+D4_VIEWS: tuple[tuple[int, bool], ...] = ((0, True), (1, False), (2, True), (3, False), (1, True), (2, False),
+                                          (3, True))
+# The views that keep a non-square image's shape (k even).
+_D4_SHAPE_KEEPING = tuple(view for view in D4_VIEWS if view[0] % 2 == 0)
+
+
+class DihedralView(AugmentTransform):
+    """One of the 7 non-identity views of D4 (quarter turns × mirror): exact symmetries of the sky.
+
+    Variant v gets view ``D4_VIEWS[v mod 7]``, so 7 variants cover the group. A mirrored view swaps mirror-pair
+    labels; a turn alone keeps them. Non-square images only get the 3 views that keep their shape.
+    Params: ``k`` (quarter turns anticlockwise) and ``mirror`` (left ↔ right mirror, applied first).
+    """
+
+    name = "d4"
+    max_outcomes = len(D4_VIEWS)
+    pixel_exact = True
+
+    def __init__(self) -> None:
+        pass
+
+    def sample(self, rng, height_px, width_px, variant):
+        views = D4_VIEWS if height_px == width_px else _D4_SHAPE_KEEPING
+        k, mirror = views[variant % len(views)]
+        return {"k": int(k), "mirror": bool(mirror)}
+
+    @staticmethod
+    def apply(images: torch.Tensor, params: Sequence[dict[str, Any]]) -> torch.Tensor:
+        out = torch.empty_like(images)
+        views = [(int(p["k"]) % 4, bool(p["mirror"])) for p in params]
+        for k, mirror in sorted(set(views)):
+            chosen = [i for i, view in enumerate(views) if view == (k, mirror)]
+            picked = images[chosen]
+            out[chosen] = torch.rot90(picked.flip(-1) if mirror else picked, k, dims=(-2, -1))
+        return out
+
+    @staticmethod
+    def mirrors(params: dict[str, Any]) -> bool:
+        return bool(params["mirror"])
+
+    @staticmethod
+    def is_identity(params: dict[str, Any]) -> bool:
+        return int(params["k"]) % 4 == 0 and not params["mirror"]
+
+
+def _shift_scale_taps(size: int, scale: float, shift_px: float
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Bilinear taps (as :func:`_linear_taps`) of a scale about the image centre then a shift, along one axis.
+
+    Output pixel centre i + 0.5 shows the source point c + (i + 0.5 − c) / scale − shift (c = size / 2).
+    Points beyond the edge are reflected about the edge pixels' centres (the sky continues; no black band).
+    """
+    centre = size / 2.0
+    position = (torch.arange(size, dtype=torch.float64) + 0.5 - centre) / scale + centre - 0.5 - shift_px
+    last = size - 1
+    if last > 0:
+        position = torch.remainder(position, 2.0 * last)
+        position = torch.where(position > last, 2.0 * last - position, position)
+    else:
+        position = torch.zeros_like(position)
+    first = torch.floor(position).clamp(max=max(last - 1, 0))
+    weight = (position - first).to(torch.float32).reshape(-1, 1)
+    first = first.to(torch.int64)
+    return first, (first + 1).clamp(max=last), 1.0 - weight, weight
+
+
+class ShiftScale(AugmentTransform):
+    """A small scale change about the centre and a sub-pixel shift, resampled bilinearly at the input size.
+
+    What the same galaxy looks like at a slightly other distance and pointing. The scale is drawn from
+    ``scale`` (>1 enlarges), each shift from ``[−max_shift_px, max_shift_px]``. Params: ``scale``,
+    ``shift_x_px`` (positive: content moves right), ``shift_y_px`` (positive: down).
+    """
+
+    name = "shift_scale"
+
+    def __init__(self, scale: Sequence[float] = (0.9, 1.1), max_shift_px: float = 0.5):
+        if not 0 < scale[0] <= scale[1]:
+            raise ConfigError(f"augment.shift_scale.scale: {list(scale)} must satisfy 0 < low <= high")
+        if max_shift_px < 0:
+            raise ConfigError(f"augment.shift_scale.max_shift_px: {max_shift_px} must be >= 0")
+        self.scale = [float(scale[0]), float(scale[1])]
+        self.max_shift_px = float(max_shift_px)
+
+    def sample(self, rng, height_px, width_px, variant):
+        return {"scale": float(rng.uniform(*self.scale)),
+                "shift_x_px": float(rng.uniform(-self.max_shift_px, self.max_shift_px)),
+                "shift_y_px": float(rng.uniform(-self.max_shift_px, self.max_shift_px))}
+
+    @staticmethod
+    def is_identity(params: dict[str, Any]) -> bool:
+        return params["scale"] == 1.0 and params["shift_x_px"] == 0.0 and params["shift_y_px"] == 0.0
+
+    @staticmethod
+    def apply(images: torch.Tensor, params: Sequence[dict[str, Any]]) -> torch.Tensor:
+        height, width = images.shape[-2:]
+        out = torch.empty_like(images)
+        for i, p in enumerate(params):
+            out[i] = _resample_separable(images[i], _shift_scale_taps(height, p["scale"], p["shift_y_px"]),
+                                         _shift_scale_taps(width, p["scale"], p["shift_x_px"]))
+        return out
+
+
 class RandomResizedCrop(AugmentTransform):
     """Crop a random area fraction in ``scale`` with aspect ratio in ``ratio``, resized back to the input size.
 
@@ -161,16 +271,22 @@ def _linear_taps(source_size: int, target_size: int) -> tuple[torch.Tensor, torc
 
 
 def _resize_bilinear(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Separable bilinear resize of ``(C, h, w)``, as ``F.interpolate(align_corners=False)`` without antialias.
+    """Separable bilinear resize of ``(C, h, w)``, as ``F.interpolate(align_corners=False)`` without antialias."""
+    return _resample_separable(image, _linear_taps(image.shape[-2], height), _linear_taps(image.shape[-1], width))
+
+
+def _resample_separable(image: torch.Tensor, vertical: tuple[torch.Tensor, ...], horizontal: tuple[torch.Tensor, ...]
+                        ) -> torch.Tensor:
+    """Bilinear resampling of ``(C, h, w)`` with per-axis taps ``(first, second, first weight, second weight)``.
 
     Written with gathers, multiplications and additions only: ``F.interpolate``'s CPU kernel changes its last
     bits with the thread count, these operations do not. Both passes gather whole rows (the horizontal one
     on the transposed image): gathering columns is about 15× slower on a CPU.
     """
-    top, bottom, top_weight, bottom_weight = _linear_taps(image.shape[-2], height)
+    top, bottom, top_weight, bottom_weight = vertical
     rows = image.index_select(-2, top).mul_(top_weight).add_(image.index_select(-2, bottom).mul_(bottom_weight))
     columns = rows.transpose(-1, -2).contiguous()  # (C, w, height)
-    left, right, left_weight, right_weight = _linear_taps(image.shape[-1], width)
+    left, right, left_weight, right_weight = horizontal
     out = columns.index_select(-2, left).mul_(left_weight).add_(columns.index_select(-2, right).mul_(right_weight))
     return out.transpose(-1, -2)
 
@@ -252,7 +368,7 @@ class RandomPerspective(AugmentTransform):
 
 # ---------------------------------------------------------------------------------------------- presets
 
-@register_preset("hflip", default=True, mirrors=True)
+@register_preset("hflip", mirrors=True)
 def hflip() -> Preset:
     """Horizontal flip (always; one distinct variant). Swaps mirror-pair labels."""
     return Preset("hflip", (HorizontalFlip(p=1.0),))
@@ -280,3 +396,15 @@ def rot90() -> Preset:
 def vflip() -> Preset:
     """Vertical flip (always; one distinct variant). Swaps mirror-pair labels."""
     return Preset("vflip", (VerticalFlip(p=1.0),))
+
+
+@register_preset("d4", mirrors=True)
+def d4() -> Preset:
+    """The 7 non-identity D4 views (quarter turns × mirror), exact sky symmetries. Mirrored views swap labels."""
+    return Preset("d4", (DihedralView(),))
+
+
+@register_preset("shift_scale", mirrors=False)
+def shift_scale(scale_low: float = 0.9, scale_high: float = 1.1, max_shift_px: float = 0.5) -> Preset:
+    """Scale 0.9–1.1 about the centre and a shift of up to ±0.5 px per axis (bilinear, edges reflected)."""
+    return Preset("shift_scale", (ShiftScale(scale=(scale_low, scale_high), max_shift_px=max_shift_px),))

@@ -1,11 +1,17 @@
-"""Photometric transforms: colour jitter (torchvision semantics) and astronomy-safe noise at an SNR and PSF blur.
+"""Photometric transforms: colour jitter (torchvision semantics) and the astronomy-safe ones: noise at an SNR, PSF
+blur and a colour-preserving brightness/contrast change.
 
 None of these mirrors the image, so labels never change. Every step is element-wise (the colour-space
 conversion is the closed form of torchvision's, with exact IEEE operations); the per-image reductions (mean grey level,
 percentiles) run in NumPy float64 so that batching cannot change a single pixel.
 
+A galaxy's colour is physics (red ellipticals, blue disks): the astronomy-safe steps treat the three channels
+alike. Blur and noise act on each channel the same way; :class:`BrightnessContrast` scales the three channels
+of a pixel by one factor, so no pixel's hue, saturation or chromaticity changes. Colour jitter's hue and
+saturation changes (and its contrast, which adds a grey offset) do change them.
+
 The photometric presets are registered at the end of this module (``color_jitter``, ``flip_color_jitter``,
-which adds a horizontal flip, ``noise``, ``psf_blur``).
+which adds a horizontal flip, ``noise``, ``psf_blur``, ``brightness_contrast``).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from flare.augment.registry import register_preset
 from flare.core.degrade import gaussian_kernel
 from flare.core.errors import ConfigError
 
-__all__ = ["ColorJitter", "GaussianNoise", "PSFBlur", "shift_hue"]
+__all__ = ["ColorJitter", "GaussianNoise", "PSFBlur", "BrightnessContrast", "shift_hue"]
 
 # ITU-R 601 weights, as torchvision's rgb_to_grayscale.
 _GREY_WEIGHTS = (0.2989, 0.587, 0.114)
@@ -205,6 +211,48 @@ class PSFBlur(AugmentTransform):
         return out
 
 
+class BrightnessContrast(AugmentTransform):
+    """Brightness and contrast of the pixel intensity, the colour of every pixel kept (Lupton et al. 2004).
+
+    With I = (R + G + B) / 3 and m the image's mean I, the target intensity is T = b · (m + c · (I − m)),
+    at least 0; each pixel's three channels are multiplied by one factor T / I, lowered where needed so that
+    no channel passes 1 (a bright pixel saturates as a whole instead of turning white). Their ratios, so hue
+    and saturation, stay as they were; a black pixel stays black. Unlike ``ColorJitter``'s contrast, which
+    adds one grey offset to the three channels, nothing here moves a pixel towards grey.
+    Factors are drawn from ``[1 − x, 1 + x]``. Params: ``brightness`` b and ``contrast`` c.
+    """
+
+    name = "brightness_contrast"
+
+    def __init__(self, brightness: float = 0.1, contrast: float = 0.1):
+        for key, value in (("brightness", brightness), ("contrast", contrast)):
+            if not 0 <= value < 1:
+                raise ConfigError(f"augment.brightness_contrast.{key}: {value} is not within 0..1 (1 excluded)")
+        self.brightness, self.contrast = float(brightness), float(contrast)
+
+    def sample(self, rng, height_px, width_px, variant):
+        return {"brightness": float(rng.uniform(1.0 - self.brightness, 1.0 + self.brightness)),
+                "contrast": float(rng.uniform(1.0 - self.contrast, 1.0 + self.contrast))}
+
+    @staticmethod
+    def apply(images: torch.Tensor, params: Sequence[dict[str, Any]]) -> torch.Tensor:
+        out = torch.empty_like(images)
+        for i, p in enumerate(params):
+            image = images[i:i + 1]
+            r, g, b = image[:, 0:1], image[:, 1:2], image[:, 2:3]
+            intensity = (r + g).add_(b).div_(3.0)
+            # The mean as a float64 sum in NumPy: nothing about the batch can change it.
+            values = intensity.numpy().astype(np.float64)
+            mean = float(np.float32(values.sum() / values.size))
+            contrast, brightness = float(np.float32(p["contrast"])), float(np.float32(p["brightness"]))
+            target = intensity.sub(mean).mul_(contrast).add_(mean).mul_(brightness).clamp_(min=0.0)
+            factor = target.div_(intensity.clamp(min=1e-12))
+            peak = torch.maximum(torch.maximum(r, g), b).clamp_(min=1e-12)
+            factor = torch.minimum(factor, peak.reciprocal_())
+            out[i:i + 1] = image * factor
+        return out
+
+
 # ---------------------------------------------------------------------------------------------- presets
 
 @register_preset("color_jitter", mirrors=False)
@@ -230,3 +278,9 @@ def noise(snr_low: float = 10.0, snr_high: float = 30.0) -> Preset:
 def psf_blur(fwhm_low_px: float = 1.0, fwhm_high_px: float = 2.5) -> Preset:
     """Gaussian PSF blur, FWHM 1.0–2.5 px (seeing variation); astronomy-safe."""
     return Preset("psf_blur", (PSFBlur(fwhm_px=(fwhm_low_px, fwhm_high_px)),))
+
+
+@register_preset("brightness_contrast", mirrors=False)
+def brightness_contrast(brightness: float = 0.1, contrast: float = 0.1) -> Preset:
+    """Brightness and contrast ±10 % of the intensity, every pixel's colour kept (one factor for R, G, B)."""
+    return Preset("brightness_contrast", (BrightnessContrast(brightness, contrast),))

@@ -2,11 +2,11 @@
 ``list_presets(pattern)``), listed by ``flare backends``.
 
 Only the registry lives here; the presets register themselves next to their transforms (``geometric.py``,
-``photometric.py``) and ``import flare.augment`` loads them. ``ORIGINAL_PRESETS`` names the five
-augmentation types of the original work: horizontal flip; colour jitter (brightness 0.6, contrast 0.4,
-saturation 0.3, hue 0.2); flip + colour jitter (brightness 0.2, contrast 0.7, saturation 0.5, hue ±0.5);
-random resized crop (scale 0.75–0.90); random perspective (distortion 0.2, p 0.5). The others are quarter
-turns, vertical flips and two astronomy-safe photometric ones (noise at an SNR, PSF blur).
+``photometric.py``) and ``import flare.augment`` loads them. Which presets run by default is a *set*
+(``AugmentConfig.PRESET_SETS``, the one home of that default): ``astro`` (exact sky symmetries and what
+observations vary by: D4 views, small shift/scale, PSF blur, noise, chromaticity-keeping brightness/contrast)
+and ``paper``, the five augmentation types of the original work (horizontal flip; colour jitter; flip + colour
+jitter; random resized crop; random perspective), kept for reproduction. ``ORIGINAL_PRESETS`` is that ``paper`` set.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from flare.augment.base import Preset
+from flare.core.config import AugmentConfig
 from flare.core.registry import Registry
 
 __all__ = ["AUGMENT_REGISTRY", "register_preset", "create_preset", "list_presets", "ORIGINAL_PRESETS"]
 
 AUGMENT_REGISTRY = Registry("augment")
-ORIGINAL_PRESETS = ["hflip", "color_jitter", "flip_color_jitter", "resized_crop", "perspective"]
+ORIGINAL_PRESETS = list(AugmentConfig.PRESET_SETS["paper"])
 
 
 def register_preset(name: str, *, description: str = "", default: bool = False,

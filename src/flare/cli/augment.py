@@ -20,7 +20,8 @@ app = stage_app("Augment the train split with recorded, replayable, label-aware 
 def run(dataset: Annotated[Path, typer.Argument(help="Input dataset folder (its train split is augmented).")],
         out: Annotated[Path, typer.Argument(help="Output dataset folder.")],
         k: Annotated[Optional[int], typer.Option("--k", help="Variants per image and preset.")] = None,
-        presets: Annotated[Optional[str], typer.Option(help="Comma-separated presets (see `flare backends`).")] = None,
+        presets: Annotated[Optional[str], typer.Option(
+            help="Comma-separated presets or preset sets: astro (the default), paper (see `flare backends`).")] = None,
         mode: Annotated[Optional[str], typer.Option(help="materialised (files) or lazy (recipes only).")] = None,
         format: Annotated[Optional[str], typer.Option("--format", help="png, jpeg or webp.")] = None,
         layout: Annotated[Optional[str], typer.Option(

@@ -7,7 +7,7 @@ A bad value raises :class:`ConfigError` with one line: ``upscale.scale: Input sh
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -100,10 +100,24 @@ class UpscaleConfig(_Section):
 
 
 class AugmentConfig(_Section):
-    """Stage 2: K recorded variants per train image and preset (deterministic presets are capped: hflip 1)."""
+    """Stage 2: K recorded variants per train image and preset (deterministic presets are capped: hflip 1).
+
+    ``presets`` names presets or preset *sets* (``PRESET_SETS``); a set expands to its members on validation,
+    so the validated list, ``config.yaml`` and every manifest row name the presets that ran. No preset is in
+    two sets, so the ``operation`` of an augment row tells its set (``preset_set_of``).
+    """
+
+    # astro (the default): the symmetries of the sky and what real observations vary by; colour is physics,
+    # so nothing changes a pixel's hue or saturation. paper: the original work's five types, as published.
+    PRESET_SETS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "astro": ("d4", "shift_scale", "psf_blur", "noise", "brightness_contrast"),
+        "paper": ("hflip", "color_jitter", "flip_color_jitter", "resized_crop", "perspective"),
+    }
 
     k: int = Field(5, ge=0, le=1000)  # ≤ MAX_K variants per train image and preset
-    presets: list[str] = ["hflip", "color_jitter", "flip_color_jitter", "resized_crop", "perspective"]
+    presets: list[str] = Field(["astro"], validate_default=True,
+                               description="presets or preset sets: astro (the default, shown expanded) or paper; "
+                                           "a set expands to its members")
     mode: Literal["materialised", "lazy"] = "materialised"
     format: Literal["png", "jpeg", "webp"] = "png"
     png_compress_level: int = Field(1, ge=0, le=9)
@@ -119,12 +133,38 @@ class AugmentConfig(_Section):
     layout: Literal["files", "parquet", "webdataset"] = "files"
     shard_size_mb: float = Field(256, gt=0, le=100_000)  # target shard size; shards hold whole parent images
 
+    @field_validator("presets")
+    @classmethod
+    def _expand_sets(cls, names: list[str]) -> list[str]:
+        """Each set name becomes its members, in order; a preset named twice runs once."""
+        expanded: list[str] = []
+        for name in names:
+            for member in cls.PRESET_SETS.get(name, (name,)):
+                if member not in expanded:
+                    expanded.append(member)
+        return expanded
+
+    @classmethod
+    def preset_set_of(cls, preset: str) -> str | None:
+        """The set preset ``preset`` belongs to (``None``: in no set, e.g. ``rot90``)."""
+        return next((name for name, members in cls.PRESET_SETS.items() if preset in members), None)
+
+    def preset_sets(self) -> list[str]:
+        """The sets every member of which is in ``presets`` (``["astro"]`` for the default)."""
+        return [name for name, members in self.PRESET_SETS.items() if set(members) <= set(self.presets)]
+
 
 class GenerateConfig(_Section):
     """Stage 3: class-prompted text-to-image plus image variations (train split only)."""
 
     backend: str = "embedded"
-    per_class: int = Field(8, ge=0, le=100_000)  # text-to-image images per class (≤ MAX_COUNT)
+    # text-to-image images per class: "balance" = max(target - real train images, balance_min) for each class
+    # (docs/generation.md, rare-class synthesis), or one int for every class (≤ MAX_COUNT)
+    per_class: int | Literal["balance"] = "balance"
+    balance_target: int | Literal["median", "max"] = "median"  # real + synthetic a class is filled up to
+    # every class gets at least this many even at or above the target: a balanced set (the default sky) still
+    # gets synthetic images for T2I_Aug / FLARE, as many as the old fixed default (8)
+    balance_min: int = Field(8, ge=0, le=100_000)
     variations: int = Field(1, ge=0, le=1000)  # image-to-image variations per source image (≤ MAX_K)
     variation_source: Literal["real", "t2i"] = "real"  # vary the real train images or the t2i images
     variation_max_per_class: int | None = Field(8, ge=1, le=100_000)  # ≤ MAX_COUNT; cap on source images varied per class (None: all); keeps the CPU default quick
@@ -146,8 +186,38 @@ class GenerateConfig(_Section):
     train_batch_size: int = Field(16, ge=1)
     train_source: Literal["base", "truth"] = "base"
     train_max_minutes: float | None = Field(None, gt=0)
-    filter: Literal["none", "confidence", "outlier"] = "none"
+    # d4: the 8 rot90 x mirror views, a mirrored view labelled with its mirror pair (both spiral senses learnt from
+    # every spiral); rot90: the 4 rotations only
+    train_views: Literal["d4", "rot90"] = "d4"
+    # balanced: each epoch draws every class equally often (seeded, with replacement); uniform: each image once
+    train_sampling: Literal["balanced", "uniform"] = "balanced"
+    # confidence: keep a synthetic image when a classifier trained on the real train split gives its prompted
+    # class p >= filter_threshold; 0.5 is the lowest value that makes the prompted class the most probable one
+    # whatever the number of classes. outlier: keep when its feature z-score <= filter_threshold
+    filter: Literal["none", "confidence", "outlier"] = "confidence"
     filter_threshold: float = Field(0.5, ge=0)  # confidence: minimum share; outlier: maximum z-score
+    # the filter acts only when its classifier beats chance on the real val split: skill = (accuracy - chance) /
+    # (1 - chance) >= filter_min_skill; a classifier at chance would drop images at random (it keeps all then)
+    filter_min_skill: float = Field(0.25, ge=0, le=1)
+    # memorisation audit: a synthetic image whose nearest real train image is closer than the audit_quantile of
+    # the real val images' nearest-train distances, in pixels and in generic ImageNet features, is a near-copy
+    audit: bool = True
+    audit_quantile: float = Field(0.01, gt=0, lt=1)
+    audit_pixel_px: int = Field(32, ge=4, le=256)  # side of the RGB image the pixel distance is taken at
+    audit_views: Literal["d4", "none"] = "d4"  # d4: min over the 8 rot90 x mirror views (the generator trains on them)
+    audit_pairs: int = Field(16, ge=0, le=10_000)  # closest synthetic-train pairs written for the report
+    audit_drop_variations: bool = False  # variations start from a train image: flagged and counted, kept unless true
+
+    @field_validator("per_class", "balance_target")
+    @classmethod
+    def _count(cls, value: int | str, info) -> int | str:
+        """Bounds of the int form, worded like pydantic's own (the str form is checked by its Literal)."""
+        low = 0 if info.field_name == "per_class" else 1
+        if isinstance(value, int) and value < low:
+            raise ValueError(f"Input should be greater than or equal to {low}")
+        if isinstance(value, int) and value > 100_000:  # ≤ MAX_COUNT
+            raise ValueError("Input should be less than or equal to 100000")
+        return value
 
 
 class CombineConfig(_Section):
@@ -155,7 +225,15 @@ class CombineConfig(_Section):
 
     alpha: float = Field(0.5, ge=0, le=1)
     beta: float = Field(1.0, ge=0, le=1)
-    rule: Literal["types", "samples"] = "types"
+    # value: the types a val probe scores highest (flare.combine.value); types: a seeded shuffle of the types
+    # (the paper's rule); samples: a per-sample ratio
+    rule: Literal["value", "types", "samples"] = "value"
+    value_features: Literal["auto", "imagenet", "pixels"] = "auto"  # auto: Lite0 when installed, else pixels
+    value_size_px: int = Field(96, ge=16, le=512)  # image side fed to Lite0 (57 img/s at 128 px, 105 at 96 on a CPU core)
+    value_samples_per_type: int = Field(256, ge=1, le=100_000)  # seeded sample of a type's rows per probe fit
+    value_probe_seeds: int = Field(2, ge=1, le=20)  # seeded draws averaged per type (one fit when nothing is capped)
+    value_max_train: int = Field(2000, ge=2, le=100_000)  # seeded cap on the real train images the probe learns from
+    value_max_val: int = Field(2000, ge=2, le=100_000)  # seeded cap on the val images it is scored on
     per_class_target: int | None = Field(None, ge=1, le=1_000_000)  # ≤ 10 × MAX_COUNT
     export: bool = False  # materialise lazy augmentation recipes into files
     # "imagefolder" (<split>/<label>/ files + <split>/metadata.parquet), "parquet" (Hugging Face Parquet
@@ -181,6 +259,15 @@ class BenchmarkConfig(_Section):
     class_balance: Literal["weighted-loss", "sampler", "none"] | None = None
     train_mode: Literal["full", "frozen"] | None = None  # frozen: cached features of a pretrained backbone + a linear head
     tta: bool | None = None  # average over the 8 rot90 x flip views (mirror pairs swapped)
+    # Synthetic (``generate``) training rows are not trusted like observed ones: DiffuLT down-weights them in the
+    # loss, Diff-Mix and He et al. (ICLR 2023) soften their labels and keep them to a minority of each batch.
+    # Defaults: half a real row's weight, the customary smoothing of 0.1, at most half of a batch (the top of the
+    # 10-50 % those works keep, so the cap binds only on synthetic-heavy pools). Every preset reads them from
+    # here (their one home); the ablation switches them off with weight 1, smoothing 0, share null (or 1).
+    synthetic_weight: float = Field(0.5, ge=0, le=10)  # loss weight of a synthetic row (real rows: 1)
+    synthetic_label_smoothing: float = Field(0.1, ge=0, lt=1)  # label smoothing of synthetic rows only
+    # the most synthetic rows a batch holds, as a share of it (floor(share x batch)); null: no cap
+    synthetic_batch_share: float | None = Field(0.5, ge=0, le=1)
     train_fractions: list[float] = Field([1.0], min_length=1)  # data-efficiency curve: nested subsets of the train origins
     macro_mode: Literal["collapse", "direct"] = "collapse"  # collapse: macro scored from the fine model
     ood: list[str] = []  # label-mapping YAML files (each names its dataset folder)
