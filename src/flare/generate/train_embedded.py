@@ -1,11 +1,16 @@
 """Train the embedded generator on a dataset's train split, resumably, with classifier-free guidance dropout.
 
-Each step takes a batch of real train images resized to ``resolution_px``, a random rotation by a multiple of
-90° (it keeps spiral chirality, unlike a flip), one of the class's prompts, and replaces the prompt embedding by
-the unconditional zero vector with probability ``condition_dropout`` (Ho & Salimans 2022). The denoiser learns
-x0-prediction (by default) on a cosine DDPM schedule; an EMA of its weights is what gets saved. Every ``checkpoint_every``
-epochs the state (weights, EMA, optimiser, epoch) goes to ``MODEL_DIR/checkpoint/``; a rerun resumes from it and,
-because each epoch's randomness is derived from (seed, epoch), ends with the same weights as an uninterrupted run.
+Each epoch draws as many examples as there are train images: class-balanced by default (``sampling="balanced"``:
+a seeded draw with replacement, each image weighted by one over its class's count, so a rare class is seen as
+often as the commonest) or a plain permutation (``"uniform"``). Each example is resized to ``resolution_px`` and
+shown in one of the eight D4 views (``views="d4"``: rot90 × mirror, ``flare.core.symmetry``); a mirrored view
+carries the mirror-pair label (clockwise ↔ anticlockwise spiral), so every spiral teaches both chiralities'
+prompts. ``views="rot90"`` keeps the four rotations only. One of the (possibly swapped) class's prompts is
+embedded, and replaced by the unconditional zero vector with probability ``condition_dropout`` (Ho & Salimans
+2022). The denoiser learns x0-prediction (by default) on a cosine DDPM schedule; an EMA of its weights is what gets
+saved. Every ``checkpoint_every`` epochs the state (weights, EMA, optimiser, epoch) goes to
+``MODEL_DIR/checkpoint/``; a rerun resumes from it and, because each epoch's randomness is derived from
+(seed, epoch), ends with the same weights as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -27,11 +32,17 @@ from flare.core.io import load_rgb
 from flare.core.manifest import Manifest, base_images
 from flare.core.progress import make_progress
 from flare.core.seeding import derive_seed
+from flare.core.symmetry import apply_view, mirror_permutation, view_mirrors
+from flare.core.taxonomy import Taxonomy
 from flare.generate.embedded import EmbeddedDiffusionPipeline, images_to_tensor, tiny_unet, training_scheduler
 from flare.generate.prompts import PromptBuilder
 from flare.generate.text_encoder import MiniLMTextEncoder
 
-__all__ = ["EmbeddedTrainingConfig", "TrainingResult", "train_embedded", "training_images"]
+__all__ = ["EmbeddedTrainingConfig", "TrainingResult", "train_embedded", "training_images", "epoch_order",
+           "training_views", "trainable_mirror_permutation", "TRAIN_VIEWS", "TRAIN_SAMPLING"]
+
+TRAIN_VIEWS = ("d4", "rot90")
+TRAIN_SAMPLING = ("balanced", "uniform")
 
 
 # The run config is the one home of every setting it has a field for (generate.train_*, templates, device, seed).
@@ -56,6 +67,8 @@ class EmbeddedTrainingConfig:
     condition_dropout: float = 0.15
     ema_decay: float = 0.999
     checkpoint_every: int = 5
+    views: str = _GENERATE.train_views  # "d4": rot90 × mirror, mirror-pair labels swapped; "rot90": rotations only
+    sampling: str = _GENERATE.train_sampling  # "balanced": every class drawn equally often; "uniform": each image once
     source: str = _GENERATE.train_source  # "base": base_images (upscaled or observed); "truth": the rows' HR truth_path
     templates: tuple[str, ...] = tuple(_GENERATE.templates)
     class_prompts: dict[str, list[str]] = field(default_factory=lambda: dict(_GENERATE.class_prompts))
@@ -70,6 +83,7 @@ class EmbeddedTrainingConfig:
         return cls(**{
             "resolution_px": generate.train_resolution_px, "epochs": generate.train_epochs,
             "batch_size": generate.train_batch_size, "source": generate.train_source,
+            "views": generate.train_views, "sampling": generate.train_sampling,
             "templates": tuple(generate.templates), "class_prompts": dict(generate.class_prompts),
             "max_minutes": generate.train_max_minutes, "seed": seed, "device": generate.device,
             # Never longer than the run: a short run records the interval it really used.
@@ -107,6 +121,52 @@ def training_images(dataset: Path, source: str = "base") -> tuple[list[np.ndarra
     return images, labels, manifest
 
 
+def epoch_order(label_index: list[int], sampling: str, generator: torch.Generator) -> torch.Tensor:
+    """One epoch's example indices, as many as there are images.
+
+    ``"uniform"``: a permutation (each image once). ``"balanced"``: torch's ``WeightedRandomSampler`` with
+    replacement, each image weighted by one over its class's count, so every class is drawn equally often on
+    average (a class of 8 images next to one of 2,600 is seen as much); driven by the epoch's generator, so a
+    resumed run replays it."""
+    from torch.utils.data import WeightedRandomSampler
+
+    if sampling == "uniform":
+        return torch.randperm(len(label_index), generator=generator)
+    if sampling != "balanced":
+        raise ConfigError(f"generate.train_sampling: {sampling!r} is not one of {', '.join(TRAIN_SAMPLING)}")
+    labels = torch.tensor(label_index)
+    counts = torch.bincount(labels).double()
+    sampler = WeightedRandomSampler((1.0 / counts)[labels], len(label_index), replacement=True, generator=generator)
+    return torch.tensor(list(sampler), dtype=torch.long)
+
+
+def trainable_mirror_permutation(classes: list[str], taxonomy: Taxonomy) -> np.ndarray:
+    """:func:`~flare.core.symmetry.mirror_permutation` of the trained classes, with ``-1`` for a class whose mirror
+    pair exists but is not trained here: its mirrored views would be mislabelled, so it gets rotations only."""
+    perm = mirror_permutation(classes, taxonomy.mirror)
+    for i, label in enumerate(classes):
+        if perm[i] == i and taxonomy.mirror(label) != label:
+            perm[i] = -1
+    return perm
+
+
+def training_views(clean: torch.Tensor, labels: torch.Tensor, views: str, mirror_perm: np.ndarray,
+                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A random D4 view of each ``(B, 3, R, R)`` image (``views="d4"``; ``"rot90"``: rotations only) and its label
+    after the view: a mirrored view of class ``i`` is class ``mirror_perm[i]`` (clockwise ↔ anticlockwise).
+    Returns ``(images, labels, view indices)``."""
+    if views not in TRAIN_VIEWS:
+        raise ConfigError(f"generate.train_views: {views!r} is not one of {', '.join(TRAIN_VIEWS)}")
+    drawn = torch.randint(0, 8 if views == "d4" else 4, (len(clean),), generator=generator)
+    # a class whose mirror is not trained keeps its rotation (view % 4) and its label
+    unpaired = torch.from_numpy(mirror_perm[labels.numpy()] < 0)
+    drawn = torch.where(unpaired, drawn % 4, drawn)
+    images = torch.stack([torch.from_numpy(apply_view(image.numpy(), int(v))) for image, v in zip(clean, drawn)])
+    swapped = torch.tensor([int(mirror_perm[int(c)]) if view_mirrors(int(v)) else int(c)
+                            for c, v in zip(labels, drawn)], dtype=torch.long)
+    return images, swapped, drawn
+
+
 def train_embedded(dataset: str | Path, model_dir: str | Path, config: EmbeddedTrainingConfig = EmbeddedTrainingConfig(),
                    *, text_encoder: MiniLMTextEncoder | None = None,
                    log: Callable[[str], None] | None = None) -> TrainingResult:
@@ -124,6 +184,7 @@ def train_embedded(dataset: str | Path, model_dir: str | Path, config: EmbeddedT
     embeddings = {label: text_encoder.embed(class_prompts[label]) for label in classes}  # (P, 1, 384) each
     data = images_to_tensor(images, config.resolution_px)
     label_index = [classes.index(label) for label in labels]
+    mirror_perm = trainable_mirror_permutation(classes, taxonomy)
 
     device = select_device(config.device, "generate.device")
     torch.manual_seed(config.seed)
@@ -153,7 +214,7 @@ def train_embedded(dataset: str | Path, model_dir: str | Path, config: EmbeddedT
         for epoch in range(start_epoch, config.epochs):
             t0 = time.perf_counter()
             epoch_loss = _train_one_epoch(unet, ema, optimiser, noise_schedule, data, label_index, classes,
-                                          embeddings, config, epoch)
+                                          embeddings, mirror_perm, config, epoch)
             epoch_seconds.append(time.perf_counter() - t0)
             losses.append(epoch_loss)
             progress.update(task, advance=1, description=f"train embedded generator (loss {epoch_loss:.4f})")
@@ -187,20 +248,20 @@ def train_embedded(dataset: str | Path, model_dir: str | Path, config: EmbeddedT
     return TrainingResult(model_dir, epochs_done, seconds, losses[-1] if losses else float("nan"), len(images))
 
 
-def _train_one_epoch(unet, ema, optimiser, noise_schedule, data, label_index, classes, embeddings, config, epoch) -> float:
+def _train_one_epoch(unet, ema, optimiser, noise_schedule, data, label_index, classes, embeddings, mirror_perm,
+                     config, epoch) -> float:
     generator = torch.Generator("cpu").manual_seed(derive_seed(config.seed, "generate-train", epoch))
     device = next(unet.parameters()).device
     unet.train()
-    order = torch.randperm(len(data), generator=generator)
+    order = epoch_order(label_index, config.sampling, generator)
+    labels_all = torch.tensor(label_index, dtype=torch.long)
     total, count = 0.0, 0
     for start in range(0, len(order), config.batch_size):
         index = order[start:start + config.batch_size]
-        clean = data[index]
-        turns = torch.randint(0, 4, (len(index),), generator=generator)
-        clean = torch.stack([torch.rot90(image, int(k), dims=(1, 2)) for image, k in zip(clean, turns)])
+        clean, labels, _ = training_views(data[index], labels_all[index], config.views, mirror_perm, generator)
         condition = []
-        for i in index.tolist():
-            table = embeddings[classes[label_index[i]]]
+        for label in labels.tolist():
+            table = embeddings[classes[label]]
             condition.append(table[int(torch.randint(0, len(table), (1,), generator=generator))])
         condition = torch.stack(condition)
         keep = (torch.rand(len(index), generator=generator) >= config.condition_dropout).float()
@@ -253,7 +314,8 @@ A small pixel-space `UNet2DConditionModel` ({config['resolution_px']} px, block_
 embeddings of class prompts, trained by `flare generate train` with classifier-free guidance
 (condition dropout {config['condition_dropout']}).
 
-- Training data: {summary['images']} train-split images of `{summary['dataset']}` (source: {config['source']})
+- Training data: {summary['images']} train-split images of `{summary['dataset']}` (source: {config['source']});
+  views {config['views']} (d4: rot90 x mirror, mirror-pair labels swapped), sampling {config['sampling']}
 - Epochs: {summary['epochs_done']} (batch {config['batch_size']}, lr {config['learning_rate']}, EMA {config['ema_decay']},
   seed {config['seed']}); final loss {summary['final_loss']}; {summary['seconds_per_epoch']:.1f} s per epoch
 - Schedule: DDPM cosine, 1000 steps, prediction type {config['prediction_type']}; sample with DDIM or DPM-Solver (`scheduler/`)
