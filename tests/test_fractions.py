@@ -51,7 +51,7 @@ def test_pipeline_runs_each_fraction_in_its_own_folder_and_writes_the_curves(tmp
 
     config = load_config(None, [
         "simulate.objects_per_class=10", "generate.per_class=2", "generate.variation_max_per_class=1",
-        "generate.train_epochs=1", "benchmark.epochs=2", "benchmark.tasks=[fine]",
+        "generate.train_epochs=1", "generate.filter=none", "benchmark.epochs=2", "benchmark.tasks=[fine]",
         "benchmark.methods=[Raw_HR,Raw_HR_online,FLARE]", "benchmark.train_fractions=[0.5,1.0]",
         "benchmark.features=false", "augment.k=1"])
     result = run_pipeline(config, tmp_path / "work", log=lambda _: None)

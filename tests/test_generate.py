@@ -156,7 +156,9 @@ def generated(sim_dataset, tiny_model, tmp_path_factory):
     from flare.generate.stage import run_generate
 
     out = tmp_path_factory.mktemp("generated")
-    config = GenerateConfig(model_path=str(tiny_model), per_class=2, variations=1, variation_max_per_class=1, steps=3)
+    # filter and audit off: these tests count and check every generated row (tests/test_generate_rare.py covers them)
+    config = GenerateConfig(model_path=str(tiny_model), per_class=2, variations=1, variation_max_per_class=1, steps=3,
+                            filter="none", audit=False)
     return run_generate(sim_dataset, out, config, seed=0), config
 
 
@@ -205,7 +207,8 @@ def test_cli_generate_and_one_line_errors(sim_dataset, tiny_model, tmp_path):
     runner = CliRunner()
     out = tmp_path / "cli"
     result = runner.invoke(app, ["generate", str(sim_dataset), str(out), "--model-path", str(tiny_model),
-                                 "--per-class", "1", "--variations", "0", "--steps", "2"])
+                                 "--per-class", "1", "--variations", "0", "--steps", "2", "--filter", "none",
+                                 "--no-audit"])
     assert result.exit_code == 0, result.output
     assert "6 generate rows" in result.output and "t2i 6" in result.output
     bad = runner.invoke(app, ["generate", str(sim_dataset), str(tmp_path / "bad"), "--backend", "nope"])
@@ -268,4 +271,9 @@ def test_pipeline_step_trains_then_generates(sim_dataset, tmp_path):
     out = step(config, tmp_path, {"data": sim_dataset})
     assert (out / "embedded-model" / "unet" / "config.json").is_file()
     made = Manifest.read(out).filter(stage="generate")
-    assert len(made) == 6 and (out / "grid_t2i.png").is_file()
+    # the default filter and audit ran: every generated row is kept or counted as dropped
+    report = json.loads((out / "generate_report.json").read_text())
+    assert sum(c["generated"] for c in report["classes"].values()) == 6
+    assert len(made) == sum(c["kept"] for c in report["classes"].values())
+    assert report["filter"]["method"] == "confidence" and (out / "memorisation_audit.json").is_file()
+    assert (out / "grid_t2i.png").is_file() or not len(made.filter(operation="t2i"))

@@ -126,7 +126,7 @@ def test_sd_backend_runs_through_the_stage(tiny_sd, sim_dataset, tmp_path):
     from flare.generate.stage import run_generate
 
     config = GenerateConfig(backend="sd", model_path=str(tiny_sd), per_class=1, variations=1, variation_max_per_class=1,
-                            steps=2, guidance_scale=2.0)
+                            steps=2, guidance_scale=2.0, filter="none", audit=False)  # a random tiny SD: its noise would be filtered
     made = run_generate(sim_dataset, tmp_path / "out", config, seed=0, grid=False).manifest.filter(stage="generate")
     assert len(made) == 12 and set(made.frame["backend"]) == {"sd"} and set(made.frame["split"]) == {"train"}
     params = json.loads(made.frame["params"].iloc[-1])

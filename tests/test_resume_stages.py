@@ -50,7 +50,7 @@ STAGES = {
                  "import os\n"
                  "from flare.generate.stage import run_generate\n"
                  "from flare.core.config import GenerateConfig\n"
-                 "run_generate(source, out, GenerateConfig(per_class=1, variations=1, steps=2, batch_size=2,"
+                 "run_generate(source, out, GenerateConfig(per_class=1, variations=1, steps=2, batch_size=2, filter='none', audit=False,"
                  " model_path=os.environ['FLARE_TEST_GENERATE_MODEL']), seed=0, executor=executor, grid=False)"),
     # combine selects over the whole augmented set; its input is made once beside the simulated survey so the
     # reference and the killed runs read the same folder

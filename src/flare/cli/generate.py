@@ -21,7 +21,9 @@ app = stage_app("Diffusion synthesis: text-to-image per class plus image variati
 def run(dataset: Annotated[Path, typer.Argument(help="Input dataset folder (its train split is the source).")],
         out: Annotated[Path, typer.Argument(help="Output dataset folder.")],
         backend: Annotated[Optional[str], typer.Option(help="embedded (default), sd or unidiffuser.")] = None,
-        per_class: Annotated[Optional[int], typer.Option(help="Text-to-image images per class.")] = None,
+        per_class: Annotated[Optional[str], typer.Option(help="Text-to-image images per class: balance (fill rare "
+                                                             "classes up to --balance-target) or a number.")] = None,
+        balance_target: Annotated[Optional[str], typer.Option(help="balance: median, max or a number of images.")] = None,
         variations: Annotated[Optional[int], typer.Option(help="Image-to-image variations per source image.")] = None,
         model_path: Annotated[Optional[str], typer.Option(help="Local model folder (embedded: trained if absent).")] = None,
         template: Annotated[Optional[list[str]], typer.Option(help="Prompt template with {class} (repeatable).")] = None,
@@ -30,6 +32,10 @@ def run(dataset: Annotated[Path, typer.Argument(help="Input dataset folder (its 
         strength: Annotated[Optional[float], typer.Option(help="Variation strength (0, 1].")] = None,
         epochs: Annotated[Optional[int], typer.Option(help="Embedded: training epochs when it trains.")] = None,
         filter_: Annotated[Optional[str], typer.Option("--filter", help="none, confidence or outlier.")] = None,
+        filter_threshold: Annotated[Optional[float], typer.Option(help="confidence: minimum prompted-class p (tau); "
+                                                                      "outlier: maximum z-score.")] = None,
+        audit: Annotated[Optional[bool], typer.Option("--audit/--no-audit", help="Drop near-copies of train images "
+                                                                                "(memorisation audit).")] = None,
         device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps (bf16 on CUDA).")] = None,
         seed: Annotated[Optional[int], typer.Option(help="Run seed (overrides config).")] = None,
         config: ConfigOption = None, set_: SetOption = None, shard: ShardOption = None,
@@ -41,11 +47,13 @@ def run(dataset: Annotated[Path, typer.Argument(help="Input dataset folder (its 
     from flare.upscale import create_upscaler
 
     cfg = resolve_config(config, set_, {"executor.shard": shard, "executor.name": executor_name,
-                                        "seed": seed, "generate.backend": backend, "generate.per_class": per_class,
+                                        "seed": seed, "generate.backend": backend, "generate.per_class": _count_or_rule(per_class),
                                         "generate.variations": variations, "generate.model_path": model_path,
                                         "generate.templates": template, "generate.guidance_scale": guidance,
                                         "generate.steps": steps, "generate.strength": strength,
                                         "generate.train_epochs": epochs, "generate.filter": filter_,
+                                        "generate.filter_threshold": filter_threshold, "generate.audit": audit,
+                                        "generate.balance_target": _count_or_rule(balance_target),
                                         "generate.device": device})
     result = run_generate(dataset, out, cfg.generate, seed=cfg.seed, executor=cfg.executor,
                           log=lambda line: console.print(line, highlight=False, markup=False),
@@ -53,9 +61,18 @@ def run(dataset: Annotated[Path, typer.Argument(help="Input dataset folder (its 
     made = result.manifest.filter(stage="generate")
     counts = made.frame.groupby("operation").size().to_dict() if len(made) else {}
     console.print(f"{len(made)} generate rows in {out}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-                  + (f"; filter dropped {result.dropped}" if result.dropped else ""))
+                  + (f"; filter and audit dropped {result.dropped}" if result.dropped else ""))
     if result.grid_path:
         console.print(f"grid: {result.grid_path}")
+    audit = result.report.get("audit", {})
+    if "near_copies" in audit:
+        console.print(f"memorisation audit: {audit['near_copies']} near-copies, {audit['dropped']} dropped "
+                      f"({out / audit['file']})")
+
+
+def _count_or_rule(value: str | None) -> int | str | None:
+    """``"12"`` → 12 (a count); any other text stays a rule name for the config to check."""
+    return int(value) if value is not None and value.strip().isdigit() else value
 
 
 @app.command("train")
@@ -111,5 +128,5 @@ def quality(dataset: Annotated[Path, typer.Argument(help="A generated dataset fo
     for row in report.table.itertuples(index=False):
         table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row])
     console.print(table)
-    console.print(f"real val accuracy of the feature classifier: {report.real_val_accuracy:.3f} "
+    console.print(f"real val balanced accuracy of the feature classifier: {report.real_val_accuracy:.3f} "
                   f"(chance {report.chance:.3f}); table → {path}")

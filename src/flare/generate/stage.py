@@ -18,7 +18,7 @@ import pandas as pd
 
 from flare.core.config import ExecutorConfig, GenerateConfig
 from flare.core.dataset import Dataset, derive_row
-from flare.core.errors import ManifestError
+from flare.core.errors import ConfigError, ManifestError
 from flare.core.files import atomic_write_bytes, output_is_valid, prepare_output_dir, sha256_bytes
 from flare.core.io import load_rgb, write_image
 from flare.core.manifest import Manifest, base_images, derived_id
@@ -26,12 +26,14 @@ from flare.core.seeding import derive_seed
 from flare.core.taxonomy import Taxonomy
 from flare.generate.prompts import PromptBuilder
 
-__all__ = ["GenerateWorker", "GenerateResult", "plan_jobs", "run_generate", "ensure_embedded_model",
-           "T2I_OPERATION", "VARIATION_OPERATION"]
+__all__ = ["GenerateWorker", "GenerateResult", "plan_jobs", "plan_counts", "balance_counts", "run_generate",
+           "ensure_embedded_model", "T2I_OPERATION", "VARIATION_OPERATION", "REPORT_NAME"]
 
 T2I_OPERATION = "t2i"
 VARIATION_OPERATION = "i2i-variation"
 EMBEDDED_MODEL_FOLDER = "embedded-model"
+JOB_COLUMNS = ["id", "label", "macro_label", "origin_id", "operation", "prompt", "seed", "parent_id", "parent_path"]
+REPORT_NAME = "generate_report.json"  # beside the manifest: per-class counts, the filter and the audit summary
 
 
 @dataclass
@@ -43,18 +45,51 @@ class GenerateResult:
     grid_path: Path | None = None
     quality: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
+    report: dict[str, Any] = field(default_factory=dict)  # what generate_report.json holds
 
 
-def plan_jobs(manifest: Manifest, taxonomy: Taxonomy, config: GenerateConfig, seed: int) -> pd.DataFrame:
-    """One row per image to make: id, label, prompt, seed, operation, origin and parent (for variations)."""
-    prompts = PromptBuilder(taxonomy, tuple(config.templates), dict(config.class_prompts))
+def balance_counts(real: dict[str, int], per_class: int | str = "balance", target: int | str = "median",
+                   minimum: int = 0) -> dict[str, dict[str, int | None]]:
+    """``{class: {"real", "target", "t2i"}}``: how many text-to-image images each class gets.
+
+    ``per_class="balance"`` fills each class up to ``target`` real + synthetic images ("median" or "max" of the
+    real counts, rounded up, or an int), as DiffuLT generates only for the tail; a class at or above the target
+    gets ``minimum`` (0: none). An int ``per_class`` gives every class that many (``target`` is then None)."""
+    if per_class != "balance":
+        return {label: {"real": n, "target": None, "t2i": int(per_class)} for label, n in sorted(real.items())}
+    counts = np.array(list(real.values()), dtype=float)
+    if target == "median":
+        goal = int(np.ceil(np.median(counts)))
+    elif target == "max":
+        goal = int(counts.max())
+    elif isinstance(target, int):
+        goal = target
+    else:
+        raise ConfigError(f"generate.balance_target: {target!r} is not median, max or an int")
+    return {label: {"real": n, "target": goal, "t2i": max(goal - n, minimum)} for label, n in sorted(real.items())}
+
+
+def plan_counts(manifest: Manifest, config: GenerateConfig) -> dict[str, dict[str, int | None]]:
+    """:func:`balance_counts` for the train-split base images of ``manifest`` under ``config``."""
     sources = base_images(manifest).filter(split="train")
     if not len(sources):
         raise ManifestError("generate: the dataset has no train-split base images")
-    labels = sorted(set(sources.frame["label"]))
+    real = {str(k): int(v) for k, v in sources.frame["label"].value_counts().items()}
+    return balance_counts(real, config.per_class, config.balance_target, config.balance_min)
+
+
+def plan_jobs(manifest: Manifest, taxonomy: Taxonomy, config: GenerateConfig, seed: int) -> pd.DataFrame:
+    """One row per image to make: id, label, prompt, seed, operation, origin and parent (for variations).
+
+    Text-to-image counts per class come from :func:`plan_counts`; variations stay per source image (at most
+    ``variation_max_per_class`` sources per class), the same for every class: each restyles one real train
+    image, so it adds views of existing objects rather than new ones, and the cap already bounds its cost."""
+    prompts = PromptBuilder(taxonomy, tuple(config.templates), dict(config.class_prompts))
+    sources = base_images(manifest).filter(split="train")
+    counts = plan_counts(manifest, config)
     jobs: list[dict[str, Any]] = []
-    for label in labels:
-        for index in range(config.per_class):
+    for label in sorted(counts):
+        for index in range(int(counts[label]["t2i"])):
             job_id = f"generate-t2i-{_safe(label)}-{index:04d}"
             jobs.append({"id": job_id, "label": label, "macro_label": taxonomy.macro(label), "origin_id": job_id,
                          "operation": T2I_OPERATION, "prompt": prompts.prompt(label, index),
@@ -78,7 +113,7 @@ def plan_jobs(manifest: Manifest, taxonomy: Taxonomy, config: GenerateConfig, se
                              "prompt": prompts.prompt(parent["label"], variant),
                              "seed": derive_seed(seed, "generate", job_id), "parent_id": parent["id"],
                              "parent_path": parent["path"]})
-    return pd.DataFrame(jobs)
+    return pd.DataFrame(jobs, columns=JOB_COLUMNS)
 
 
 def _safe(label: str) -> str:
@@ -237,15 +272,71 @@ def run_generate(dataset: str | Path, out: str | Path, config: GenerateConfig | 
     result_manifest = derived.manifest.append(records)
     dropped = 0
     quality = None
-    if config.filter != "none" and records:
-        from flare.generate.filtering import filter_synthetic
+    judgement = None
+    if (config.filter != "none" or config.audit) and records:
+        from flare.generate.filtering import AUDIT_NAME, judge_synthetic
 
-        result_manifest, dropped = filter_synthetic(result_manifest, method=config.filter,
-                                                    threshold=config.filter_threshold, seed=seed)
+        judgement = judge_synthetic(result_manifest, config, seed)
+        result_manifest = judgement.manifest
+        dropped = len(judgement.dropped_filter) + len(judgement.dropped_audit)
+        if judgement.audit is not None:
+            atomic_write_bytes(out / AUDIT_NAME, _json_bytes(judgement.audit.summary))
+        if log:
+            log(f"generate: {len(records)} made; filter {config.filter} (threshold {config.filter_threshold}) dropped "
+                f"{len(judgement.dropped_filter)}, memorisation audit dropped {len(judgement.dropped_audit)}")
+    report = _generate_report(plan_counts(manifest, config), config, jobs, records, judgement)
+    atomic_write_bytes(out / REPORT_NAME, _json_bytes(report))
     derived.with_manifest(result_manifest).write()
     grid_path = None
-    if grid and records:
+    if grid and len(result_manifest.filter(stage="generate", operation=T2I_OPERATION)):
         from flare.generate.grid import save_class_grid
 
         grid_path = save_class_grid(result_manifest, out / "grid_t2i.png", operation=T2I_OPERATION, taxonomy=taxonomy)
-    return GenerateResult(result_manifest, len(records), dropped, model_path, grid_path, quality)
+    return GenerateResult(result_manifest, len(records), dropped, model_path, grid_path, quality, report=report)
+
+
+def _json_bytes(data: Any) -> bytes:
+    return (json.dumps(data, indent=2, sort_keys=True, default=_plain) + "\n").encode()
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):  # NumPy scalars
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _generate_report(counts: dict[str, dict[str, Any]], config: GenerateConfig, jobs: pd.DataFrame,
+                     records: list[dict[str, Any]], judgement: Any) -> dict[str, Any]:
+    """What ``generate_report.json`` holds: the plan rule and, per class, real / target / planned / generated
+    / dropped by the filter / dropped by the audit / kept."""
+    planned = jobs.groupby(["label", "operation"]).size().to_dict() if len(jobs) else {}
+    made = pd.DataFrame(records, columns=["id", "label", "operation"]) if records else pd.DataFrame(
+        columns=["id", "label", "operation"])
+    dropped_filter = judgement.dropped_filter if judgement is not None else set()
+    dropped_audit = judgement.dropped_audit if judgement is not None else set()
+    classes: dict[str, dict[str, Any]] = {}
+    for label, count in counts.items():
+        ids = set(made.loc[made["label"] == label, "id"])
+        classes[label] = {"real": count["real"], "target": count["target"],
+                          "t2i_planned": int(planned.get((label, T2I_OPERATION), 0)),
+                          "variations_planned": int(planned.get((label, VARIATION_OPERATION), 0)),
+                          "generated": len(ids), "dropped_filter": len(ids & dropped_filter),
+                          "dropped_audit": len(ids & dropped_audit),
+                          "kept": len(ids - dropped_filter - dropped_audit)}
+    report: dict[str, Any] = {
+        "per_class": config.per_class, "balance_target": config.balance_target, "balance_min": config.balance_min,
+        "rule": ("t2i per class = max(target - real, balance_min), target = "
+                 f"{config.balance_target} of the real train counts" if config.per_class == "balance"
+                 else f"t2i per class = {config.per_class} for every class"),
+        "variations": {"per_source": config.variations, "source": config.variation_source,
+                       "max_sources_per_class": config.variation_max_per_class},
+        "classes": classes,
+        "filter": judgement.filter if judgement is not None else {"method": config.filter,
+                                                                   "threshold": config.filter_threshold},
+        "audit": ({"file": judgement.audit_file, "near_copies": judgement.audit.summary["near_copies"],
+                   "dropped": len(dropped_audit), "spaces": sorted(judgement.audit.summary["spaces"])}
+                  if judgement is not None and judgement.audit is not None else
+                  {"enabled": config.audit, **({"skipped": judgement.audit_skipped}
+                                               if judgement is not None and judgement.audit_skipped else {})}),
+    }
+    return report
