@@ -13,7 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from flare.augment.loader import render_rows
+from flare.augment.loader import load_row_image, render_rows
 from flare.augment.stage import augment_dataset, export_lazy
 from flare.combine import choose_types, combine_datasets, take_count
 from flare.core.config import AugmentConfig, CombineConfig
@@ -62,7 +62,7 @@ def _count_rows(manifest: Manifest, stage: str) -> int:
 def test_type_rule_counts_match_alpha_beta_k(sim_dataset, augmented, synthetic, tmp_path):
     n_train = len(base_images(Manifest.read(sim_dataset)).filter(split="train"))
     n_classes = len({r["label"] for r in base_images(Manifest.read(sim_dataset)).filter(split="train").records()})
-    result = combine_datasets(augmented, tmp_path / "c", CombineConfig(alpha=0.5, beta=1.0), seed=4,
+    result = combine_datasets(augmented, tmp_path / "c", CombineConfig(alpha=0.5, beta=1.0, rule="types"), seed=4,
                               synthetic=synthetic)
     manifest = Manifest.read(tmp_path / "c")
     assert take_count(0.5, len(PRESETS)) == 2 and take_count(0.5, 5) == 3  # round half up
@@ -72,13 +72,13 @@ def test_type_rule_counts_match_alpha_beta_k(sim_dataset, augmented, synthetic, 
     assert set(manifest.filter(stage="augment").frame["operation"]) == set(result.chosen_types["augment"])
     assert result.chosen_types["generate"] == sorted(SYNTHETIC_TYPES)
     # β = 0.5 of two synthetic types keeps one whole type.
-    half = combine_datasets(augmented, tmp_path / "h", CombineConfig(alpha=0.25, beta=0.5), seed=4,
+    half = combine_datasets(augmented, tmp_path / "h", CombineConfig(alpha=0.25, beta=0.5, rule="types"), seed=4,
                             synthetic=synthetic)
     kept = half.chosen_types["generate"]
     assert len(kept) == 1 and half.counts["generate"] == n_classes * SYNTHETIC_TYPES[kept[0]]
     assert half.counts["augment"] == n_train * K * 1
     # Same seed → same selection; the rule is the documented one.
-    again = combine_datasets(augmented, tmp_path / "c2", CombineConfig(alpha=0.5, beta=1.0), seed=4,
+    again = combine_datasets(augmented, tmp_path / "c2", CombineConfig(alpha=0.5, beta=1.0, rule="types"), seed=4,
                              synthetic=synthetic)
     assert again.chosen_types == result.chosen_types
     assert sorted(Manifest.read(tmp_path / "c2").ids()) == sorted(manifest.ids())
@@ -146,7 +146,8 @@ def test_lazy_combine_export_matches_materialised(sim_dataset, augmented, tmp_pa
     augment_dataset(sim_dataset, lazy, AugmentConfig(k=K, presets=PRESETS, mode="lazy"), seed=0)
     eager_out, lazy_out = tmp_path / "eager-c", tmp_path / "lazy-c"
     combine_datasets(augmented, eager_out, CombineConfig(alpha=0.5), seed=2)
-    combine_datasets(lazy, lazy_out, CombineConfig(alpha=0.5), seed=2)
+    # rule value (the default) scores lazy recipes through the renderer: the same pixels, the same kept types
+    combine_datasets(lazy, lazy_out, CombineConfig(alpha=0.5), seed=2, render=load_row_image)
     eager, recipes = Manifest.read(eager_out), Manifest.read(lazy_out)
     assert sorted(eager.ids()) == sorted(recipes.ids())
     lazy_rows = recipes.filter(stage="augment").records()

@@ -97,12 +97,14 @@ def _step_generate(config: FlareConfig, workdir: Path, outputs: dict[str, Path])
 
 def _step_combine(config: FlareConfig, workdir: Path, outputs: dict[str, Path]) -> Path:
     """Stage 4: the augment folder (or the latest earlier one) + the generate folder when that step ran."""
+    from flare.augment.loader import load_row_image
     from flare.combine import combine_datasets
 
     out = workdir / "combine"
     source = outputs.get("augment") or outputs.get("upscale") or outputs["data"]
     synthetic = outputs.get("generate")
-    combine_datasets(source, out, config.combine, seed=config.seed, synthetic=synthetic)
+    # The value rule scores lazy augmentation types by rendering their recipes: augment's renderer, handed over.
+    combine_datasets(source, out, config.combine, seed=config.seed, synthetic=synthetic, render=load_row_image)
     if config.combine.export:
         from flare.augment.stage import export_lazy
 

@@ -15,7 +15,7 @@ def command(dataset: Annotated[Path, typer.Argument(help="Dataset with base imag
             out: Annotated[Path, typer.Argument(help="Output folder (train/<label>/, val/, test/ + manifest).")],
             alpha: Annotated[Optional[float], typer.Option(help="Fraction of augmentation types (or samples) kept.")] = None,
             beta: Annotated[Optional[float], typer.Option(help="Fraction of synthetic types (or samples) kept.")] = None,
-            rule: Annotated[Optional[str], typer.Option(help="types (original) or samples (per-sample ratio).")] = None,
+            rule: Annotated[Optional[str], typer.Option(help="value (default: types ranked by a val probe), types (the paper's seeded shuffle) or samples (per-sample ratio).")] = None,
             per_class_target: Annotated[Optional[int], typer.Option(help="Fill each class up to N train images.")] = None,
             synthetic: Annotated[Optional[Path], typer.Option(help="A second dataset folder with generate rows.")] = None,
             export: Annotated[Optional[bool], typer.Option("--export/--no-export",
@@ -31,7 +31,9 @@ def command(dataset: Annotated[Path, typer.Argument(help="Dataset with base imag
     cfg = resolve_config(config, set_, {"seed": seed, "combine.alpha": alpha, "combine.beta": beta,
                                         "combine.rule": rule, "combine.per_class_target": per_class_target,
                                         "combine.export": export, "combine.layout": layout})
-    result = combine_datasets(dataset, out, cfg.combine, seed=cfg.seed, synthetic=synthetic)
+    from flare.augment.loader import load_row_image  # the value rule renders lazy recipes with augment's loader
+
+    result = combine_datasets(dataset, out, cfg.combine, seed=cfg.seed, synthetic=synthetic, render=load_row_image)
     if cfg.combine.export:
         from flare.augment.stage import export_lazy
 

@@ -6,8 +6,10 @@ second folder (``synthetic``). Either branch may be absent. Output (``combine.la
 (``train/<label>/``, ``val/``, ``test/``, each split with the ``metadata.parquet`` of provenance columns that
 ``datasets`` reads), or Parquet / WebDataset shards per split (:mod:`flare.combine.shards`), plus a manifest
 whose rows keep their id, origin, split, stage and params; val and test are the real base images copied
-unchanged. The selection rules are in :mod:`flare.combine.selection`; ``combine_report.json`` records the
-chosen types, counts, layout and shards.
+unchanged. The selection rules are in :mod:`flare.combine.selection` (``types``, ``samples``) and
+:mod:`flare.combine.value` (``value``, the default: types ranked by a val probe); ``combine_report.json`` records
+the chosen types, counts, layout and shards, and under ``value`` the feature space, the probe's baseline val
+macro-F1, every type's score and the kept / dropped types of each branch.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 from flare.combine.imagefolder import write_imagefolder
 from flare.combine.selection import choose_samples, choose_types, fill_to_target, row_type
 from flare.combine.shards import write_shards
+from flare.combine.value import RowRenderer, TypeValues, rank_by_value, score_types
 from flare.core.config import CombineConfig
 from flare.core.dataset import Dataset
 from flare.core.errors import FlareError, LeakageError
@@ -37,18 +40,25 @@ class CombineResult:
     chosen_types: dict[str, list[str]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     shards: list[str] = field(default_factory=list)  # file names under OUT/shards (layout parquet/webdataset)
+    values: TypeValues | None = None  # what rule ``value`` measured (None under the other rules)
 
     def summary(self) -> dict[str, Any]:
         return {"chosen_types": self.chosen_types, "counts": self.counts}
 
 
-def select_branch(rows: list[dict[str, Any]], fraction: float, rule: str, seed: int,
-                  branch: str) -> tuple[list[dict[str, Any]], list[str]]:
-    """The rows of one branch that enter, and the types kept (all types present under the ``samples`` rule)."""
+def select_branch(rows: list[dict[str, Any]], fraction: float, rule: str, seed: int, branch: str,
+                  values: dict[str, float] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows of one branch that enter, and the types kept (all types present under the ``samples`` rule).
+
+    Rule ``value`` ranks the types by ``values`` (:func:`flare.combine.value.rank_by_value`); without values
+    (nothing could be measured) it keeps what rule ``types`` keeps."""
     if not rows:
         return [], []
-    if rule == "types":
-        kept_types = choose_types([row_type(r) for r in rows], fraction, seed, branch)
+    if rule in ("types", "value"):
+        if rule == "value" and values is not None:
+            kept_types = rank_by_value(values, fraction, seed, branch)
+        else:
+            kept_types = choose_types([row_type(r) for r in rows], fraction, seed, branch)
         wanted = set(kept_types)
         return [r for r in rows if row_type(r) in wanted], kept_types
     kept_ids = set(choose_samples([r["id"] for r in rows], fraction, seed, branch))
@@ -62,8 +72,11 @@ def _has_file(manifest: Manifest, row: dict[str, Any]) -> bool:
 
 
 def combine_datasets(dataset: str | Path, out: str | Path, config: CombineConfig | None = None, *, seed: int = 0,
-                     synthetic: str | Path | None = None) -> CombineResult:
-    """Write the combined training set of ``dataset`` (+ ``synthetic``) into ``out``; see the module doc."""
+                     synthetic: str | Path | None = None, render: RowRenderer | None = None) -> CombineResult:
+    """Write the combined training set of ``dataset`` (+ ``synthetic``) into ``out``; see the module doc.
+
+    ``render(manifest, row)`` draws lazy augmentation recipes for rule ``value`` (callers pass
+    ``flare.augment.loader.load_row_image``); without it a lazy branch falls back to rule ``types``."""
     config = config or CombineConfig()
     dataset_in = Dataset.open(dataset)
     source = dataset_in.manifest
@@ -85,9 +98,15 @@ def combine_datasets(dataset: str | Path, out: str | Path, config: CombineConfig
             raise LeakageError(f"combine: {row['stage']} image {row['id']!r} (origin {row['origin_id']}) "
                                f"is not a train-only image; refusing to combine")
 
-    chosen_aug, aug_types = select_branch(augmented, config.alpha, config.rule, seed, "augment")
+    values = None
+    if config.rule == "value":
+        values = score_types(base.records(), source, {
+            "augment": [(r, source, _has_file(source, r)) for r in augmented],
+            "generate": [(r, m, True) for r, m in synthetic_rows]}, row_type, config, seed, render)
+    chosen_aug, aug_types = select_branch(augmented, config.alpha, config.rule, seed, "augment",
+                                          values.values("augment") if values else None)
     chosen_syn_rows, syn_types = select_branch([r for r, _ in synthetic_rows], config.beta, config.rule, seed,
-                                               "generate")
+                                               "generate", values.values("generate") if values else None)
     syn_manifest = {r["id"]: m for r, m in synthetic_rows}
     base_rows = base.records()
     if config.per_class_target is not None:
@@ -114,9 +133,16 @@ def combine_datasets(dataset: str | Path, out: str | Path, config: CombineConfig
     counts.update({"real_train": sum(1 for r in base_rows if r["split"] == "train"), "augment": len(chosen_aug),
                    "generate": len(chosen_syn_rows), "augment_available": len(augmented),
                    "generate_available": len(synthetic_rows)})
-    result = CombineResult(manifest, {"augment": aug_types, "generate": syn_types}, counts, shards)
+    result = CombineResult(manifest, {"augment": aug_types, "generate": syn_types}, counts, shards, values)
     report = {"alpha": config.alpha, "beta": config.beta, "rule": config.rule, "seed": seed,
               "per_class_target": config.per_class_target, "layout": config.layout, "shards": shards,
               **result.summary()}
+    if values is not None:
+        report["value"] = values.report(config)
+        every = {"augment": sorted({row_type(r) for r in augmented}),
+                 "generate": sorted({row_type(r) for r, _ in synthetic_rows})}
+        report["value"]["kept"] = result.chosen_types
+        report["value"]["dropped"] = {branch: [t for t in names if t not in result.chosen_types[branch]]
+                                      for branch, names in every.items()}
     atomic_write_bytes(out / "combine_report.json", json.dumps(report, indent=2, sort_keys=True).encode())
     return result
