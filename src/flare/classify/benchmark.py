@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -39,13 +39,15 @@ from flare.metrics.features import embed_features
 from flare.classify.label_mapping import LabelMapping, load_label_mapping
 from flare.metrics.classification import mean_std, paired_differences
 from flare.metrics.scoring import score_probabilities
-from flare.classify.variants import METHODS, MethodData, method_datasets, real_train_count
+from flare.classify.variants import METHODS, MethodData, method_datasets, real_train_count, synthetic_mask
 from flare.classify.comparison import compare_methods, method_intervals
 
 __all__ = ["BenchmarkSettings", "run_benchmark", "settings_from_config", "summarise_cells", "dataset_taxonomy",
            "cell_name"]
 
 FEATURE_METHODS = ("Raw", "Raw_Aug", "T2I_Aug", "FLARE")
+# How synthetic rows are trained on; set as given, because None (no batch-share cap) is a value here
+SYNTHETIC_FIELDS = ("synthetic_weight", "synthetic_label_smoothing", "synthetic_batch_share")
 
 
 @dataclass
@@ -78,6 +80,7 @@ def settings_from_config(config: Any, ood_mappings: list[str] | None = None) -> 
         samples_per_epoch=getattr(config, "samples_per_epoch", None), batch_size=getattr(config, "batch_size", None),
         learning_rate=getattr(config, "learning_rate", None), class_balance=getattr(config, "class_balance", None),
         train_mode=getattr(config, "train_mode", None), tta=getattr(config, "tta", None))
+    preset = replace(preset, **{name: getattr(config, name) for name in SYNTHETIC_FIELDS if hasattr(config, name)})
     mappings = [load_label_mapping(p) for p in [*getattr(config, "ood", []), *(ood_mappings or [])]]
     return BenchmarkSettings(preset=preset, methods=list(config.methods), tasks=list(config.tasks),
                              seeds=list(config.seeds), macro_mode=getattr(config, "macro_mode", "collapse"),
@@ -216,7 +219,8 @@ def _run_cell(data: MethodData, backbone: str, task: str, seed: int, settings: B
         load_local_weights(model, settings.pretrained)
         initialised_from = f"local weights {Path(settings.pretrained).name}"
     name = cell_name(data.method, backbone, task, seed)
-    common = dict(real_train_images=real_train, mirror_perm=perm, online=data.online, classes=classes)
+    common = dict(real_train_images=real_train, mirror_perm=perm, online=data.online, classes=classes,
+                  synthetic=synthetic_mask(train_rows))
     test_features = None
     if features is not None:  # frozen backbone: cached features, a linear head
         def feats(manifest: Manifest, rows: list[dict[str, Any]], images: np.ndarray, all_views: bool) -> np.ndarray:
@@ -277,6 +281,8 @@ def _run_cell(data: MethodData, backbone: str, task: str, seed: int, settings: B
         "n_real_train": real_train, "online": data.online,
         "train_counts": dict(sorted(train_counts.items())),
         "train_stages": sorted({r["stage"] for r in train_rows}),
+        # a property of the training set under the recipe, like train_counts (the recipe holds the settings)
+        "synthetic_share_realised": round(result.synthetic_share, 4),
         "best_epoch": result.best_epoch, "history": result.history,
         "epochs_run": len(result.history), "train_seconds": result.seconds,
         "seconds": time.perf_counter() - started, "metrics": metrics,

@@ -16,6 +16,9 @@ The recipe (recorded in every cell's JSON and shown in the report):
   view, and trains only the linear head (a linear probe): on a 2-core CPU it costs one forward pass per image
   instead of ``epochs`` forward + backward passes.
 - ``tta``: average the probabilities of the 8 rot90 × flip views, mirror pairs swapped for mirrored views.
+- **Synthetic rows** (stage ``generate``): ``synthetic_weight`` scales their loss, ``synthetic_label_smoothing``
+  softens their labels (real rows keep hard labels) and ``synthetic_batch_share`` caps their share of a batch.
+  Every preset takes these from :class:`flare.core.config.BenchmarkConfig`, their one home.
 
 Each preset is registered with the classify registry (``get_preset``, ``list_presets``).
 """
@@ -26,6 +29,9 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from flare.classify.registry import register_preset
+from flare.core.config import BenchmarkConfig
+
+_CONFIG = BenchmarkConfig.model_fields  # the synthetic-row defaults live in the config model
 
 __all__ = ["BenchmarkPreset"]
 
@@ -47,6 +53,9 @@ class BenchmarkPreset:
     class_balance: Literal["weighted-loss", "sampler", "none"] = "weighted-loss"
     train_mode: Literal["full", "frozen"] = "full"
     tta: bool = False
+    synthetic_weight: float = _CONFIG["synthetic_weight"].default
+    synthetic_label_smoothing: float = _CONFIG["synthetic_label_smoothing"].default
+    synthetic_batch_share: float | None = _CONFIG["synthetic_batch_share"].default  # None: no cap
     eval_batch_size: int = 256
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)

@@ -6,7 +6,8 @@ where fine-tuning costs ``epochs`` forward + backward passes, and linear probes 
 match full fine-tuning in galaxy-morphology work; the benchmark measures it against resnet18 from scratch.
 
 The head is trained on standardised features (mean/std of the train pool) with AdamW, warm-up + cosine, class
-weights or a balanced order, model choice on val macro-F1; the standardisation is folded into the weights, so
+weights or a balanced order, synthetic rows weighted, smoothed and capped per batch as in full training, model
+choice on val macro-F1; the standardisation is folded into the weights, so
 the result is an ordinary timm model that :func:`flare.classify.model_io.save_classifier` saves and
 ``flare predict`` runs. Online views and TTA use the cached features of the 8 rot90 × flip views.
 """
@@ -20,10 +21,10 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from flare.classify.presets import BenchmarkPreset
-from flare.classify.recipe import BestOnVal, budget, class_weights, epoch_order, random_views, warmup_cosine
+from flare.classify.recipe import (BestOnVal, budget, cap_synthetic_share, class_weights, epoch_order, random_views,
+                                   training_loss, warmup_cosine)
 from flare.classify.train import TrainResult, infer, recipe_record
 from flare.core.files import atomic_output
 from flare.core.seeding import derive_seed
@@ -88,11 +89,13 @@ def tta_probabilities(head: torch.nn.Linear, view_features: np.ndarray, mirror_p
 def train_linear_head(model: torch.nn.Module, train_features: np.ndarray, train_labels: np.ndarray,
                       val_features: np.ndarray, val_labels: np.ndarray, num_classes: int, preset: BenchmarkPreset,
                       seed: int, *, real_train_images: int, mirror_perm: np.ndarray | None = None,
-                      online: bool = False, classes: Sequence[str] = ()) -> TrainResult:
+                      online: bool = False, classes: Sequence[str] = (),
+                      synthetic: np.ndarray | None = None) -> TrainResult:
     """Train ``model``'s classifier on frozen features and write it into the model (best val epoch).
 
     ``train_features`` is ``(N, D)``, or ``(8, N, D)`` when ``online`` (a random view per sample, mirrored views
-    relabelled with ``mirror_perm``). The head's initial weights come from ``torch.manual_seed`` (the caller)."""
+    relabelled with ``mirror_perm``); ``synthetic`` marks the synthetic rows (None: none is). The head's initial
+    weights come from ``torch.manual_seed`` (the caller)."""
     started = time.perf_counter()
     rng = np.random.default_rng(derive_seed(seed, "classify-order"))
     plan = budget(preset, real_train_images)
@@ -105,10 +108,13 @@ def train_linear_head(model: torch.nn.Module, train_features: np.ndarray, train_
     scheduler = warmup_cosine(optimizer, plan.total_steps, preset.warmup_fraction)
     weights = class_weights(train_labels, num_classes) if preset.class_balance == "weighted-loss" else None
     loss_weight = torch.tensor(weights, dtype=torch.float32) if weights is not None else None
-    tracker, step = BestOnVal(head, preset.patience), 0
+    synthetic = np.zeros(len(train_labels), bool) if synthetic is None else np.asarray(synthetic, bool)
+    tracker, step, seen, synthetic_seen = BestOnVal(head, preset.patience), 0, 0, 0
     for epoch in range(1, plan.epochs + 1):
         epoch_started = time.perf_counter()
         order = epoch_order(rng, train_labels, plan.samples_per_epoch, preset.class_balance == "sampler")
+        order = cap_synthetic_share(rng, order, train_labels, synthetic, preset.synthetic_batch_share,
+                                    preset.batch_size)
         views = random_views(rng, len(order)) if online else None
         losses = []
         for start in range(0, len(order), preset.batch_size):
@@ -120,13 +126,16 @@ def train_linear_head(model: torch.nn.Module, train_features: np.ndarray, train_
                 labels = np.where(views_mirror(batch_views), mirror_perm[labels], labels)
             else:
                 inputs = scaled_train[index]
-            loss = F.cross_entropy(head(torch.from_numpy(inputs.astype(np.float32))),
-                                   torch.from_numpy(labels.astype(np.int64)), weight=loss_weight)
+            is_synthetic = synthetic[index]
+            loss = training_loss(head(torch.from_numpy(inputs.astype(np.float32))),
+                                 torch.from_numpy(labels.astype(np.int64)), loss_weight, torch.from_numpy(is_synthetic),
+                                 preset.synthetic_weight, preset.synthetic_label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
             step += 1
+            seen, synthetic_seen = seen + len(index), synthetic_seen + int(is_synthetic.sum())
             losses.append(float(loss.detach()))
         with torch.no_grad():
             probs = torch.softmax(head(scaled_val), dim=1).numpy()
@@ -137,7 +146,7 @@ def train_linear_head(model: torch.nn.Module, train_features: np.ndarray, train_
     _fold_into(model, head, mean, std)
     model.eval()
     return TrainResult(model, tracker.best_epoch, tracker.history, time.perf_counter() - started,
-                       recipe_record(preset, plan, weights, online, classes))
+                       recipe_record(preset, plan, weights, online, classes), synthetic_seen / max(1, seen))
 
 
 def _fold_into(model: torch.nn.Module, head: torch.nn.Linear, mean: np.ndarray, std: np.ndarray) -> None:

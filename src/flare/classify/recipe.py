@@ -1,5 +1,6 @@
 """The parts of the training recipe every backbone and mode shares: step budget, warm-up + cosine schedule,
-class weights or a class-balanced sample order, and online rot90 × flip views (mirror pairs swapped).
+class weights or a class-balanced sample order, online rot90 × flip views (mirror pairs swapped), and the
+treatment of synthetic rows (a loss weight, label smoothing, a cap on their share of a batch).
 
 Seeds: a NumPy generator derived from the cell seed draws the sample order and the views, so the same data +
 preset + seed gives the same batches on every run.
@@ -13,11 +14,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from flare.classify.presets import BenchmarkPreset
 from flare.metrics.classification import macro_f1
 
-__all__ = ["Budget", "budget", "class_weights", "epoch_order", "warmup_cosine", "random_views", "BestOnVal"]
+__all__ = ["Budget", "budget", "class_weights", "epoch_order", "cap_synthetic_share", "training_loss", "warmup_cosine",
+           "random_views", "BestOnVal"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,72 @@ def epoch_order(rng: np.random.Generator, labels: np.ndarray, count: int, balanc
         cycled = np.concatenate([rng.permutation(members) for _ in range(repeats)]) if repeats else members[:0]
         picks.append(cycled[:n])
     return rng.permutation(np.concatenate(picks))
+
+
+class _Cycle:
+    """Members in seeded permutations, one after another: each member once before any member twice."""
+
+    def __init__(self, rng: np.random.Generator, members: np.ndarray):
+        self.rng, self.members = rng, members
+        self.queue, self.at = members[:0], 0
+
+    def next(self) -> int:
+        if self.at == len(self.queue):
+            self.queue, self.at = self.rng.permutation(self.members), 0
+        self.at += 1
+        return int(self.queue[self.at - 1])
+
+
+def cap_synthetic_share(rng: np.random.Generator, order: np.ndarray, labels: np.ndarray, synthetic: np.ndarray | None,
+                        share: float | None, batch_size: int) -> np.ndarray:
+    """``order`` with at most ``floor(share · len(batch))`` synthetic rows in each batch of ``batch_size``.
+
+    A synthetic row over the cap is swapped for a real row of its class (that class's real rows in seeded
+    permutations; any real row when the class has none), so each batch keeps its label mix, and with it the
+    class balance and the class weights, while the epoch keeps its length. Where no batch is over the cap the
+    order comes back unchanged and ``rng`` untouched: a pool without synthetic rows trains exactly as it would
+    without a cap. A pool without real rows (Synth_Only) cannot be capped and comes back unchanged too.
+    """
+    if share is None or synthetic is None or not synthetic.any() or synthetic.all():
+        return order
+    capped = order.copy()
+    real = np.flatnonzero(~synthetic)
+    by_class: dict[int, _Cycle] = {}
+    any_real = _Cycle(rng, real)
+    for start in range(0, len(capped), batch_size):
+        batch = capped[start:start + batch_size]  # a view: writes go into ``capped``
+        cap = int(math.floor(share * len(batch) + 1e-9))
+        for position in np.flatnonzero(synthetic[batch])[cap:]:
+            label = int(labels[batch[position]])
+            if label not in by_class:
+                members = real[labels[real] == label]
+                by_class[label] = _Cycle(rng, members) if len(members) else any_real
+            batch[position] = by_class[label].next()
+    return capped
+
+
+def training_loss(logits: torch.Tensor, targets: torch.Tensor, class_weight: torch.Tensor | None,
+                  synthetic: torch.Tensor | None = None, synthetic_weight: float = 1.0,
+                  label_smoothing: float = 0.0) -> torch.Tensor:
+    """Class-weighted cross-entropy in which a synthetic row counts ``synthetic_weight`` and has smoothed labels.
+
+    Per row ``w(y) · s · CE(q, p)``: ``w`` the class weight (1 without), ``s`` 1 for a real row and
+    ``synthetic_weight`` for a synthetic one, ``q`` the one-hot label, for a synthetic row smoothed to
+    ``(1 - ε) · onehot + ε / C``; summed and divided by ``Σ w(y)`` (the class-weighted mean of ``F.cross_entropy``),
+    so a synthetic row's part of the loss is linear in its weight. Written out because ``F.cross_entropy`` takes
+    one smoothing for the whole batch (and spreads it by class weight); a batch without synthetic rows, or
+    weight 1 with smoothing 0, goes to ``F.cross_entropy`` itself, so such training is bit for bit as before.
+    """
+    if synthetic is None or not bool(synthetic.any()) or (synthetic_weight == 1 and label_smoothing == 0):
+        return F.cross_entropy(logits, targets, weight=class_weight)
+    log_p = F.log_softmax(logits, dim=1)
+    nll = -log_p.gather(1, targets[:, None])[:, 0]
+    is_synthetic = synthetic.to(log_p.dtype)
+    smoothing = is_synthetic * label_smoothing
+    per_row = (1 - smoothing) * nll - smoothing * log_p.mean(1)
+    row_weight = class_weight[targets] if class_weight is not None else torch.ones_like(nll)
+    scale = 1 + is_synthetic * (synthetic_weight - 1)
+    return (row_weight * scale * per_row).sum() / row_weight.sum()
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float) -> torch.optim.lr_scheduler.LambdaLR:

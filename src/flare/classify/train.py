@@ -2,9 +2,10 @@
 probabilities (optionally averaged over the 8 rot90 × flip views) and penultimate features.
 
 Methods differ only in their training images, except ``online`` methods (``Raw_HR_online``), which draw a random
-rot90 × flip view of each sample with mirror-pair labels swapped. Seeds: ``torch.manual_seed`` (by the caller)
-for the initial weights and a NumPy generator derived from the seed for the sample order and the views, so the
-same data + preset + seed gives the same weights on CPU.
+rot90 × flip view of each sample with mirror-pair labels swapped. Synthetic rows (``synthetic``, a mask over the
+pool) take the preset's loss weight, label smoothing and batch-share cap (:mod:`flare.classify.recipe`).
+Seeds: ``torch.manual_seed`` (by the caller) for the initial weights and a NumPy generator derived from the seed
+for the sample order and the views, so the same data + preset + seed gives the same weights on CPU.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from rich.progress import Progress
 
 from flare.classify.presets import BenchmarkPreset
-from flare.classify.recipe import BestOnVal, Budget, budget, class_weights, epoch_order, random_views, warmup_cosine
+from flare.classify.recipe import (BestOnVal, Budget, budget, cap_synthetic_share, class_weights, epoch_order,
+                                   random_views, training_loss, warmup_cosine)
 from flare.core.progress import make_progress
 from flare.core.seeding import derive_seed
 from flare.core.symmetry import VIEWS, apply_view, average_views, views_mirror
@@ -52,6 +53,7 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     recipe: dict = field(default_factory=dict)
+    synthetic_share: float = 0.0  # of the samples trained on, the share that were synthetic rows
 
 
 @torch.no_grad()
@@ -114,18 +116,22 @@ def recipe_record(preset: BenchmarkPreset, plan: Budget, weights: np.ndarray | N
             "class_balance": preset.class_balance, "train_mode": preset.train_mode,
             "class_weights": ({c: round(float(w), 4) for c, w in zip(classes, weights)} if weights is not None else None),
             "online_views": "rot90 x flip, mirror pairs swapped" if online else None,
-            "model_choice": "best val macro-F1", "patience": preset.patience, "tta": preset.tta}
+            "model_choice": "best val macro-F1", "patience": preset.patience, "tta": preset.tta,
+            "synthetic_weight": preset.synthetic_weight, "synthetic_label_smoothing": preset.synthetic_label_smoothing,
+            "synthetic_batch_share": preset.synthetic_batch_share}
 
 
 def train_classifier(model: torch.nn.Module, train_images: np.ndarray, train_labels: np.ndarray,
                      val_images: np.ndarray, val_labels: np.ndarray, num_classes: int, preset: BenchmarkPreset,
                      seed: int, device: torch.device | None = None, description: str = "train", *,
                      real_train_images: int | None = None, mirror_perm: np.ndarray | None = None,
-                     online: bool = False, classes: Sequence[str] = ()) -> TrainResult:
+                     online: bool = False, classes: Sequence[str] = (),
+                     synthetic: np.ndarray | None = None) -> TrainResult:
     """Fit ``model`` (already seeded and built); returns it holding the weights of its best val epoch.
 
     ``real_train_images`` sets the epoch size (default: the pool size); ``online`` draws a random view per
-    sample (needs ``mirror_perm``, :func:`flare.core.symmetry.mirror_permutation`)."""
+    sample (needs ``mirror_perm``, :func:`flare.core.symmetry.mirror_permutation`); ``synthetic`` marks the
+    pool's synthetic rows (None: none is)."""
     device = device or torch.device("cpu")
     model.to(device)
     rng = np.random.default_rng(derive_seed(seed, "classify-order"))
@@ -136,15 +142,18 @@ def train_classifier(model: torch.nn.Module, train_images: np.ndarray, train_lab
     loss_weight = torch.tensor(weights, dtype=torch.float32, device=device) if weights is not None else None
     if online and mirror_perm is None:
         raise ValueError("online views need the mirror permutation of the classes")
+    synthetic = np.zeros(len(train_labels), bool) if synthetic is None else np.asarray(synthetic, bool)
     tracker = BestOnVal(model, preset.patience)
     started = time.perf_counter()
-    step = 0
+    step = seen = synthetic_seen = 0
     with make_progress() as progress:
         epoch_task = progress.add_task(f"{description}: epochs", total=plan.epochs)
         for epoch in range(1, plan.epochs + 1):
             epoch_started = time.perf_counter()
             model.train()
             order = epoch_order(rng, train_labels, plan.samples_per_epoch, preset.class_balance == "sampler")
+            order = cap_synthetic_share(rng, order, train_labels, synthetic, preset.synthetic_batch_share,
+                                        preset.batch_size)
             views = random_views(rng, len(order)) if online else None
             batch_task = progress.add_task(f"  epoch {epoch}", total=len(order))
             losses = []
@@ -157,12 +166,15 @@ def train_classifier(model: torch.nn.Module, train_images: np.ndarray, train_lab
                     images, labels = apply_views(images, labels, views[start:start + len(index)], mirror_perm)
                 inputs = to_input(images, device)
                 targets = torch.from_numpy(labels.astype(np.int64)).to(device)
-                loss = F.cross_entropy(model(inputs), targets, weight=loss_weight)
+                is_synthetic = synthetic[index]
+                loss = training_loss(model(inputs), targets, loss_weight, torch.from_numpy(is_synthetic).to(device),
+                                     preset.synthetic_weight, preset.synthetic_label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
                 step += 1
+                seen, synthetic_seen = seen + len(index), synthetic_seen + int(is_synthetic.sum())
                 losses.append(float(loss.detach()))
                 progress.advance(batch_task, len(index))
             progress.remove_task(batch_task)
@@ -176,4 +188,4 @@ def train_classifier(model: torch.nn.Module, train_images: np.ndarray, train_lab
     tracker.restore()
     model.eval()
     return TrainResult(model, tracker.best_epoch, tracker.history, time.perf_counter() - started,
-                       recipe_record(preset, plan, weights, online, classes))
+                       recipe_record(preset, plan, weights, online, classes), synthetic_seen / max(1, seen))

@@ -32,12 +32,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Iterable
 
-from flare.core.manifest import SOURCE_STAGES, Manifest, base_images
+import numpy as np
+
+from flare.core.hf_columns import SYNTHETIC_STAGES
+from flare.core.manifest import SOURCE_STAGES, Manifest, base_images, cell_text
 from flare.core.methods import BASELINES, METHODS, ONLINE_METHODS, OPTIONAL_METHODS, UPPER_BOUNDS
 
 __all__ = ["MethodData", "METHODS", "OPTIONAL_METHODS", "BASELINES", "UPPER_BOUNDS", "ONLINE_METHODS",
-           "method_datasets", "evaluation_set", "real_train_count"]
+           "method_datasets", "evaluation_set", "real_train_count", "synthetic_mask"]
 
 _FOLDER = {"Raw_LR": "data", "Raw_HR": "upscale", "Raw_HR_online": "upscale", "Raw_Aug": "augment",
            "T2I_Aug": "generate", "FLARE": "combine", "Synth_Only": "generate", "Oracle_HR": "data"}
@@ -80,6 +84,12 @@ def real_train_count(workdir: str | Path) -> int:
     """The number of real train images (source rows of ``data/``): every method's epoch size."""
     manifest = Manifest.read(Path(workdir) / "data")
     return len(manifest.filter(stage=list(SOURCE_STAGES), split="train"))
+
+
+def synthetic_mask(rows: Iterable[dict[str, Any]]) -> np.ndarray:
+    """True for each synthesised row (stage ``generate``, the export's ``is_synthetic``), False for observed ones
+    and their classical augmentations; the combine stage keeps a row's stage, so FLARE's rows say it too."""
+    return np.array([cell_text(r.get("stage")) in SYNTHETIC_STAGES for r in rows], bool)
 
 
 def _combine_train(manifest: Manifest) -> Manifest:

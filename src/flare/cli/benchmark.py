@@ -24,6 +24,9 @@ def command(target: Annotated[Optional[Path], typer.Argument(help="A run config 
             train_mode: Annotated[Optional[str], typer.Option(help="full (train the network) or frozen (pretrained features + a linear head).")] = None,
             class_balance: Annotated[Optional[str], typer.Option(help="weighted-loss, sampler or none.")] = None,
             tta: Annotated[Optional[bool], typer.Option("--tta/--no-tta", help="Average over the 8 rot90 x flip views (mirror pairs swapped).")] = None,
+            synthetic_weight: Annotated[Optional[float], typer.Option(help="Loss weight of a synthetic (generate) row; 1: as a real row.")] = None,
+            synthetic_label_smoothing: Annotated[Optional[float], typer.Option(help="Label smoothing of synthetic rows only; 0: hard labels.")] = None,
+            synthetic_batch_share: Annotated[Optional[float], typer.Option(help="Most synthetic rows in a batch, as a share; 1: no cap.")] = None,
             train_fraction: Annotated[Optional[list[float]], typer.Option("--train-fraction", help="Data-efficiency curve: also run stages 1-4 and the benchmark on this fraction of the train origins (repeatable; nested subsets).")] = None,
             ood: Annotated[Optional[list[Path]], typer.Option("--ood", help="Label-mapping YAML of an out-of-domain set (repeatable).")] = None,
             set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override: section.key=value.")] = None) -> None:
@@ -41,6 +44,9 @@ def command(target: Annotated[Optional[Path], typer.Argument(help="A run config 
         "benchmark.seeds": list(range(seeds)) if seeds else None, "benchmark.epochs": epochs,
         "benchmark.image_size_px": image_size, "benchmark.macro_mode": macro_mode,
         "benchmark.train_mode": train_mode, "benchmark.class_balance": class_balance, "benchmark.tta": tta,
+        "benchmark.synthetic_weight": synthetic_weight,
+        "benchmark.synthetic_label_smoothing": synthetic_label_smoothing,
+        "benchmark.synthetic_batch_share": synthetic_batch_share,
         "benchmark.train_fractions": train_fraction})
     workdir = workdir or Path(cfg.workdir)
     settings = settings_from_config(cfg.benchmark, [str(p) for p in ood or []])
