@@ -11,7 +11,9 @@ per-class F1, confusion matrices, the training recipe and validation curves (:mo
 from ``benchmark/cells/*.json``), data-efficiency curves (:mod:`flare.report.efficiency`,
 ``benchmark/efficiency.json``), feature plots (``benchmark/features.json``), sample grids per stage, SR
 before/after (``upscale/`` rows with a truth image) and the SR scores, synthetic grids per class
-(``generate/``), combination counts (``combine/``). Oracle_HR, trained and tested on the HR truth, is an upper
+(``generate/``), combination counts (``combine/``), and what the branches did (:mod:`flare.report.branches`:
+the rare-class synthesis plan and filter, the memorisation audit with its closest pairs, each type's measured
+value and the types α / β kept). Oracle_HR, trained and tested on the HR truth, is an upper
 bound and is labelled so in every table and plot. A ``results.json`` from an older benchmark (no comparison,
 intervals, recipe or val rows) renders without those parts.
 
@@ -39,6 +41,7 @@ from flare.core.errors import FlareError
 from flare.core.files import atomic_output
 from flare.core.io import load_rgb
 from flare.core.manifest import SOURCE_STAGES, Manifest
+from flare.report.branches import branches_section
 from flare.report.efficiency import efficiency_section
 from flare.report.figures import bar_chart, confusion_figure, feature_figure, grid_figure
 from flare.report.summary import summary_section
@@ -375,7 +378,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         dataset=_overview(manifests), results=_results_section(run), features=_features_section(run),
         efficiency=efficiency_section(run),
         samples=_sample_grids(manifests), sr=_sr_section(run, manifests), synthetic=_synthetic_section(manifests),
-        combine=_combine_section(manifests))
+        combine=_combine_section(manifests), branches=branches_section(run))
     with atomic_output(out) as tmp:
         tmp.write_text(page, encoding="utf-8")
     out.chmod(0o644)  # temp files are private; a report is meant to be shared
