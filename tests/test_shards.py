@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from flare.augment.base import apply_recipes
 from flare.augment.loader import is_lazy, load_row_image
 from flare.augment.stage import augment_dataset, render_rows, replay_dataset
 from flare.combine import combine_datasets
@@ -259,6 +260,31 @@ def test_same_config_same_shard_bytes_whatever_the_executor(sim_dataset, augment
                     executor=ExecutorConfig(workers=2, local_pool="thread"))
     assert _shard_bytes(tmp_path / "t") == _shard_bytes(augmented_parquet)
     assert (tmp_path / "t" / MANIFEST_NAME).read_bytes() == (augmented_parquet / MANIFEST_NAME).read_bytes()
+
+
+def test_rendering_runs_torch_on_one_thread_and_restores_the_count(sim_dataset, augmented_parquet, tmp_path,
+                                                                   monkeypatch):
+    """The stage's worker threads are its parallelism: each torch op runs on one intra-op thread while it renders
+    (the caller's count comes back afterwards), and the bytes are those of a one-thread run."""
+    import flare.augment.stage as stage
+
+    seen = []
+
+    def counting(images, recipes):
+        seen.append(torch.get_num_threads())
+        return apply_recipes(images, recipes)
+
+    monkeypatch.setattr(stage, "apply_recipes", counting)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        augment_dataset(sim_dataset, tmp_path / "t", AugmentConfig(k=K, presets=PRESETS, layout="parquet",
+                                                                   shard_size_mb=SMALL_SHARD_MB), seed=0)
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    assert seen and set(seen) == {1} and after == 2
+    assert _shard_bytes(tmp_path / "t") == _shard_bytes(augmented_parquet)
 
 
 def test_webdataset_layout_same_rows_as_parquet(sim_dataset, augmented_parquet, tmp_path):

@@ -18,6 +18,7 @@ depend on batching); the few reductions (image means, percentiles) run per image
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
 
@@ -31,6 +32,13 @@ __all__ = ["AugmentTransform", "Preset", "TRANSFORMS", "transform_from_dict", "a
 
 # Transform classes by name, filled by ``__init_subclass__`` (albumentations' SERIALIZABLE_REGISTRY idea).
 TRANSFORMS: dict[str, type["AugmentTransform"]] = {}
+
+# float32 1.5 * 2**23: for 0 <= v <= 255, v + this lands in [2**23, 2**24), where float32 spacing is 1, so the
+# addition rounds v half to even (as ``round_``) and the integer is the low byte of the sum's bits.
+_ROUNDING_MAGIC = 12582912.0
+_LOW_BYTE = 0 if sys.byteorder == "little" else 3
+# Values per conversion chunk: ~0.5 MB of float32 stays in L2 across the passes (one 192 px image).
+_CHUNK_VALUES = 1 << 17
 
 
 class AugmentTransform:
@@ -143,19 +151,51 @@ def apply_recipes(images: torch.Tensor | Sequence[torch.Tensor], recipes: Sequen
         # One pass per image converts (and, for float, scales) into the batch; the float batch is ours to
         # change in place.
         batch = torch.empty((len(indices), *shape), dtype=torch.uint8 if exact else torch.float32)
-        for position, index in enumerate(indices):
-            batch[position].copy_(images[index])
-        if not exact:
-            batch.div_(255.0)
+        if exact:
+            for position, index in enumerate(indices):
+                batch[position].copy_(images[index])
+        else:
+            _to_unit_float(batch, [images[index] for index in indices])
         for step_index, name in enumerate(signature):
             batch = TRANSFORMS[name].apply(batch, [steps[i][step_index]["params"] for i in indices])
-        # Round half to even: the same floats give the same bytes.
-        planes = batch.numpy() if exact else batch.clamp_(0.0, 1.0).mul_(255.0).round_().numpy()
         interleaved = np.empty((len(indices), shape[1], shape[2], shape[0]), dtype=np.uint8)
-        for channel in range(shape[0]):
-            # Plane by plane: a strided cast-and-copy per channel is ~5× faster than one permuted copy.
-            np.copyto(interleaved[..., channel], planes[:, channel], casting="unsafe")
+        if exact:
+            planes = batch.numpy()
+            for channel in range(shape[0]):
+                # Plane by plane: a strided copy per channel is ~5× faster than one permuted copy.
+                np.copyto(interleaved[..., channel], planes[:, channel])
+        else:
+            _to_interleaved_uint8(batch, interleaved)
         rendered = torch.from_numpy(interleaved).permute(0, 3, 1, 2)
         for position, index in enumerate(indices):
             out[index] = rendered[position]
     return out  # type: ignore[return-value]
+
+
+def _to_unit_float(batch: torch.Tensor, images: Sequence[torch.Tensor]) -> None:
+    """Fill the float32 batch with ``image / 255``. NumPy's divide casts each uint8 image in cache-sized
+    buffers and divides in the same pass (torch's copy-then-``div_`` is two passes, the second over the whole
+    batch, out of cache); both compute the float32 IEEE quotient, so the values are the same."""
+    planes = batch.numpy()
+    for position, image in enumerate(images):
+        np.divide(image.numpy(), np.float32(255.0), out=planes[position], dtype=np.float32)
+
+
+def _to_interleaved_uint8(batch: torch.Tensor, interleaved: np.ndarray) -> None:
+    """Write ``round_half_even(clamp(batch, 0, 1) * 255)`` as uint8 into channels-last ``interleaved``.
+
+    Hand-written instead of ``clamp_ -> mul_(255) -> round_`` and a float-to-uint8 cast: adding
+    ``_ROUNDING_MAGIC`` rounds exactly as ``round_`` does and leaves the integer in the low byte, so the
+    interleaving copy moves bytes without a cast, and running the passes chunk by chunk keeps them in cache
+    (0.11 -> 0.08 ms per 192 px output, one thread). NaN still gives 0, as the cast did on x86: a NaN made by
+    arithmetic (or ``float('nan')``) has a zero low byte; only a hand-made NaN payload would differ. Consumes
+    ``batch``.
+    """
+    batch = batch.contiguous()
+    per_chunk = max(1, _CHUNK_VALUES // max(1, batch[0].numel()))
+    for start in range(0, batch.shape[0], per_chunk):
+        chunk = batch[start:start + per_chunk]
+        chunk.clamp_(0.0, 1.0).mul_(255.0).add_(_ROUNDING_MAGIC)
+        low = chunk.numpy().view(np.uint8)[..., _LOW_BYTE::4]
+        for channel in range(batch.shape[1]):
+            np.copyto(interleaved[start:start + per_chunk, ..., channel], low[:, channel])
