@@ -30,7 +30,7 @@ def test_config_init_writes_a_valid_commented_file(tmp_path):
     again = runner.invoke(app, ["config", "init", str(path)])
     assert again.exit_code == 1 and "exists" in again.output
     check = runner.invoke(app, ["config", "check", str(path), "--set", "upscale.scale=3"])
-    assert check.exit_code == 1 and "upscale.scale: Input should be 2 or 4, got 3" in check.output
+    assert check.exit_code == 1 and "upscale.scale: Input should be 2, 4 or 8, got 3" in check.output
 
 
 def test_data_simulate_then_ingest_its_lr_folder(tmp_path):

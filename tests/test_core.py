@@ -18,7 +18,7 @@ from flare.core.taxonomy import Taxonomy, load_taxonomy
 
 # ---------------------------------------------------------------- config
 @pytest.mark.parametrize("override, message", [
-    ("upscale.scale=3", "upscale.scale: Input should be 2 or 4, got 3"),
+    ("upscale.scale=3", "upscale.scale: Input should be 2, 4 or 8, got 3"),
     ("data.stretch=cubic", "data.stretch: Input should be 'linear', 'asinh', 'log' or 'sqrt', got 'cubic'"),
     ("combine.alpha=1.5", "combine.alpha: Input should be less than or equal to 1, got 1.5"),
     ("data.split.train=0.9", "data.split: train + val + test must be 1.0, got 1.2"),

@@ -21,7 +21,7 @@ app = stage_app("Super-resolve a dataset (LR → HR) or train its SwinIR upscale
 def run(dataset: Annotated[Path, typer.Argument(help="Input dataset folder (LR images).")],
         out: Annotated[Path, typer.Argument(help="Output dataset folder (input rows + upscale rows).")],
         backend: Annotated[Optional[str], typer.Option(help="auto, bicubic, lanczos, realesrgan-x4plus, swinir, file, swinir-trained.")] = None,
-        scale: Annotated[Optional[int], typer.Option(help="Upscaling factor (2 or 4).")] = None,
+        scale: Annotated[Optional[int], typer.Option(help="2, 4 or 8 (default: a network's own; bicubic/lanczos: the dataset's binning factor, else 4).")] = None,
         weights: Annotated[Optional[str], typer.Option(help="Weight file (swinir, file) or model folder (swinir-trained).")] = None,
         tile: Annotated[Optional[int], typer.Option(help="LR tile side, px.")] = None,
         device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps.")] = None,
@@ -53,12 +53,18 @@ def train(dataset: Annotated[Path, typer.Argument(help="Dataset whose train spli
           max_minutes: Annotated[Optional[float], typer.Option(help="Stop (resumable) after N minutes.")] = None,
           device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps.")] = None,
           seed: Annotated[Optional[int], typer.Option(help="Seed.")] = None) -> None:
-    """Train the small flux-conserving SwinIR (`swinir-trained`) on DATASET's train split; resumable."""
-    from flare.upscale.stage import default_model_dir
-    from flare.upscale.training import TrainConfig, train_swinir
+    """Train the small flux-conserving SwinIR (`swinir-trained`) on DATASET's train split; resumable.
 
-    config = TrainConfig.with_width(embed_dim, **given(steps=steps, batch_size=batch_size, patch_hr_px=patch,
-                                                        max_images=max_images, seed=seed))
+    The model upscales by the dataset's recorded binning factor (×4 unless its LR rows record another); the
+    default HR patch follows the factor (``default_patch_hr_px``: 64 px at ×8, so LR patches stay ≥ 8 px)."""
+    from flare.core.manifest import Manifest
+    from flare.upscale.stage import default_model_dir
+    from flare.upscale.training import TrainConfig, dataset_degradation, train_swinir
+
+    # The model's scale is the dataset's binning factor (a folder without a manifest: train_swinir says so).
+    factor = dataset_degradation(Manifest.read(dataset)).factor if Manifest.exists(dataset) else None
+    config = TrainConfig.with_width(embed_dim, **given(scale=factor, steps=steps, batch_size=batch_size,
+                                                        patch_hr_px=patch, max_images=max_images, seed=seed))
     target = model_dir or default_model_dir(dataset)
     summary = train_swinir(dataset, target, config, log_fn=console.print,
                            **given(max_minutes=max_minutes, device=device))

@@ -1,7 +1,7 @@
 """One YAML file per run, validated by pydantic models (one per stage); CLI flags override file values.
 
 Precedence, lowest first: model defaults < YAML file < ``--set section.key=value`` / dedicated flags.
-A bad value raises :class:`ConfigError` with one line: ``upscale.scale: Input should be 2 or 4, got 3``.
+A bad value raises :class:`ConfigError` with one line: ``upscale.scale: Input should be 2, 4 or 8, got 3``.
 """
 
 from __future__ import annotations
@@ -90,7 +90,8 @@ class SimulateConfig(_Section):
 
 class UpscaleConfig(_Section):
     backend: str = "auto"  # "auto" = the faithful default: swinir-trained if a model exists, else bicubic
-    scale: Literal[2, 4] = 4
+    # None: a network's own scale; for bicubic/lanczos the dataset's recorded binning factor, else 4
+    scale: Literal[2, 4, 8] | None = None
     weights: str | None = None  # weight file for the `file`/`swinir` backends
     tile_px: int = Field(256, ge=16, le=4096)  # ≤ MAX_SIDE_PX
     tile_overlap_px: int = Field(16, ge=0)

@@ -2,7 +2,8 @@
 
 They invent nothing and keep total flux to within the ringing at edges; ``bicubic`` is what the ``auto``
 backend falls back to when no trained model exists for a dataset. Registers ``bicubic`` (the default) and
-``lanczos``; their one option is ``scale``.
+``lanczos``; their one option is ``scale`` (any integer; None: ``DEFAULT_SCALE``, 4). They register
+``any_scale`` meta, so the stage hands them the dataset's recorded binning factor when ``upscale.scale`` is unset.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from PIL import Image
 from flare.upscale.base import UpscaleBackend, UpscalerInfo, to_uint8
 from flare.upscale.registry import register_upscaler
 
-__all__ = ["InterpolationUpscaler", "MEASURED_FLUX_RATIO"]
+__all__ = ["InterpolationUpscaler", "MEASURED_FLUX_RATIO", "DEFAULT_SCALE"]
+
+# The scale of an interpolation told none (the stage passes the dataset's binning factor when it records one).
+DEFAULT_SCALE = 4
 
 # Total-flux ratio (output / HR truth) measured on the GZ1 protocol test subset (docs/super_resolution.md).
 MEASURED_FLUX_RATIO: dict[str, float] = {"bicubic": 1.004, "lanczos": 1.005}
@@ -24,8 +28,9 @@ _FILTERS = {"bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LAN
 class InterpolationUpscaler(UpscaleBackend):
     """PIL ``resize`` with a named filter, applied to each channel as 32-bit float."""
 
-    def __init__(self, method: str, scale: int = 4, measured_flux_ratio: float | None = None):
+    def __init__(self, method: str, scale: int | None = None, measured_flux_ratio: float | None = None):
         self.method = method
+        scale = DEFAULT_SCALE if scale is None else scale
         self.info = UpscalerInfo(name=method, scale=int(scale), model_id=f"PIL.{method}", license="HPND (Pillow)",
                                  measured_flux_ratio=measured_flux_ratio)
 
@@ -45,12 +50,12 @@ class InterpolationUpscaler(UpscaleBackend):
 
 
 @register_upscaler("bicubic", description="Bicubic interpolation (faithful baseline; the auto fallback)",
-                   default=True, measured_flux_ratio=MEASURED_FLUX_RATIO["bicubic"])
-def bicubic(scale: int = 4) -> InterpolationUpscaler:
+                   default=True, any_scale=True, measured_flux_ratio=MEASURED_FLUX_RATIO["bicubic"])
+def bicubic(scale: int | None = None) -> InterpolationUpscaler:
     return InterpolationUpscaler("bicubic", scale, MEASURED_FLUX_RATIO["bicubic"])
 
 
 @register_upscaler("lanczos", description="Lanczos interpolation (faithful baseline)",
-                   measured_flux_ratio=MEASURED_FLUX_RATIO["lanczos"])
-def lanczos(scale: int = 4) -> InterpolationUpscaler:
+                   any_scale=True, measured_flux_ratio=MEASURED_FLUX_RATIO["lanczos"])
+def lanczos(scale: int | None = None) -> InterpolationUpscaler:
     return InterpolationUpscaler("lanczos", scale, MEASURED_FLUX_RATIO["lanczos"])

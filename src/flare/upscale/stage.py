@@ -5,6 +5,8 @@ label and ``truth_path``; ``params`` hold the backend config, the image's flux r
 display units: Σ output / (scale² · Σ input)) and, when the run's median ratio leaves 1.00 ± 0.02 or the
 backend's measured ratio does, a ``flux_warning``. ``auto`` = the faithful default: ``swinir-trained`` when a
 trained model exists for the dataset (``upscale.weights`` or ``DATASET/sr-model``), else ``bicubic``.
+The scale: ``upscale.scale`` when set, else a network's own and, for bicubic/lanczos, the dataset's recorded
+binning factor (×4 when it records none); see :func:`resolve_scale`.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from flare.core.manifest import SOURCE_STAGES, Manifest, cell_text, derived_id
 from flare.upscale.base import FLUX_TOLERANCE, UpscaleBackend
 from flare.upscale.registry import UPSCALERS, create_upscaler
 from flare.upscale.swinir_model import has_model
+from flare.upscale.training import recorded_degradation
 
-__all__ = ["UpscaleWorker", "upscale_dataset", "resolve_backend", "default_model_dir", "flux_ratio",
+__all__ = ["UpscaleWorker", "upscale_dataset", "resolve_backend", "resolve_scale", "default_model_dir", "flux_ratio",
            "UPSCALED_DIR"]
 
 log = logging.getLogger("flare.upscale")
@@ -51,6 +54,16 @@ def resolve_backend(config: UpscaleConfig, dataset: str | Path | None = None) ->
         if candidate and has_model(candidate):
             return "swinir-trained", candidate
     return "bicubic", None
+
+
+def resolve_scale(config: UpscaleConfig, backend: str, manifest: Manifest) -> int | None:
+    """``upscale.scale`` when set; else, for a backend of any scale (``any_scale`` meta: bicubic, lanczos), the
+    binning factor the dataset's LR rows record (None when they record none: the backend's default, ×4); else
+    None, so a network runs at its own scale."""
+    if config.scale is not None or not UPSCALERS.get(backend).meta.get("any_scale"):
+        return config.scale
+    recorded = recorded_degradation(manifest)
+    return recorded.factor if recorded else None
 
 
 def flux_ratio(output: np.ndarray, reference: np.ndarray) -> float:
@@ -131,7 +144,8 @@ def upscale_dataset(dataset: str | Path, out: str | Path, config: UpscaleConfig 
     name, weights = resolve_backend(config, dataset)
     # The upscale section holds the settings of every backend; each gets the ones its factory's signature
     # names (bicubic takes only scale), so create_upscaler can reject any other option.
-    options = UPSCALERS.supported_options(name, {"scale": config.scale, "weights": weights, "tile_px": config.tile_px,
+    options = UPSCALERS.supported_options(name, {"scale": resolve_scale(config, name, derived.manifest),
+                                                 "weights": weights, "tile_px": config.tile_px,
                                                  "tile_overlap_px": config.tile_overlap_px, "device": config.device})
     prepare_output_dir(out)
     rebased = derived.manifest

@@ -1,12 +1,13 @@
 """Train the residual SwinIR on a dataset's own training images under the astronomical observation model.
 
 HR patches come from the *train* split only (the HR truth of each row where ``truth_path`` exists, else the
-images themselves). Each step observes them through :func:`flare.core.degrade.degrade` (PSF blur, ×4 binning,
+images themselves). Each step observes them through :func:`flare.core.degrade.degrade` (PSF blur, ×factor binning,
 sky + Poisson + read noise, 8-bit rounding) with the dataset's own degradation settings when it records them
-(GZ1 protocol rows do). The loss conserves flux: L1 on pixels, plus L1 between the ×scale box-binned output and
-the box-binned truth (local flux), plus the per-image total-flux difference. Every step's crops and noise come
-from ``derive_seed(seed, "sr-train", step)``, so a run resumed from ``checkpoint.pt`` gives the same weights
-as one that never stopped.
+(GZ1 protocol ``observe`` rows and simulated ``simulate`` rows do); the model's scale must be that factor.
+The loss conserves flux: L1 on pixels, plus L1 between the ×scale box-binned output and the box-binned truth
+(local flux), plus the per-image total-flux difference. Every step's crops and noise come from
+``derive_seed(seed, "sr-train", step)``, so a run resumed from ``checkpoint.pt`` gives the same weights as one
+that never stopped.
 """
 
 from __future__ import annotations
@@ -30,21 +31,33 @@ from flare.core.seeding import derive_seed
 from flare.core.degrade import FWHM_TO_SIGMA, DegradeConfig, degrade
 from flare.upscale.swinir_model import SwinIRConfig, build_model, has_model, save_model
 
-__all__ = ["TrainConfig", "swinir_architecture", "train_swinir", "load_training_images", "dataset_degradation",
-           "CHECKPOINT_NAME"]
+__all__ = ["TrainConfig", "swinir_architecture", "default_patch_hr_px", "train_swinir", "load_training_images",
+           "dataset_degradation", "recorded_degradation", "CHECKPOINT_NAME", "DEGRADED_STAGES"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
+# Source stages whose rows are LR observations made by flare.core.degrade, recording its settings.
+DEGRADED_STAGES = ("observe", "simulate")
+# The default HR patch stays within the default simulated survey's 96 px images (see default_patch_hr_px).
+MAX_DEFAULT_PATCH_HR_PX = 96
 log = logging.getLogger("flare.upscale")
 
 
-def swinir_architecture(patch_hr_px: int, embed_dim: int | None = None) -> SwinIRConfig:
-    """The default SwinIR, ``embed_dim`` wide (None: the default width), built for LR patches of
+def swinir_architecture(patch_hr_px: int, embed_dim: int | None = None, scale: int = 4) -> SwinIRConfig:
+    """The default SwinIR at ×``scale``, ``embed_dim`` wide (None: the default width), built for LR patches of
     ``patch_hr_px / scale`` px."""
     base = SwinIRConfig()
     width = base.embed_dim if embed_dim is None else embed_dim
     # Attention splits the width across the heads: a width the default head counts do not divide gets one head.
     heads = base.num_heads if all(width % n == 0 for n in base.num_heads) else (1,) * len(base.depths)
-    return replace(base, embed_dim=width, num_heads=heads, img_size=patch_hr_px // base.scale)
+    return replace(base, embed_dim=width, num_heads=heads, scale=scale, img_size=patch_hr_px // scale)
+
+
+def default_patch_hr_px(scale: int, window_size: int = SwinIRConfig.window_size) -> int:
+    """The default HR patch side at ×``scale``: the largest multiple of ``scale × window_size`` up to
+    ``MAX_DEFAULT_PATCH_HR_PX`` (96 px, the default simulated survey's image side), and at least one such multiple,
+    so the LR patch holds at least one attention window: ×2 and ×4 → 96 px, ×8 → 64 px (8 px LR)."""
+    step = scale * window_size
+    return max(1, MAX_DEFAULT_PATCH_HR_PX // step) * step
 
 
 @dataclass(frozen=True)
@@ -53,24 +66,30 @@ class TrainConfig:
 
     steps: int = 2000
     batch_size: int = 16
-    patch_hr_px: int = 96  # HR patch side; the LR patch is patch_hr_px / scale
+    patch_hr_px: int | None = None  # HR patch side (None: default_patch_hr_px(scale)); the LR patch is patch / scale
     learning_rate: float = 1e-3
     flux_weight: float = 1.0  # weight of the box-binned (local flux) L1 term
     total_flux_weight: float = 1.0  # weight of the per-image total flux term
     checkpoint_every: int = 100
     max_images: int | None = None
     seed: int = 0
-    architecture: SwinIRConfig | None = None  # None: swinir_architecture(patch_hr_px)
+    architecture: SwinIRConfig | None = None  # None: swinir_architecture(patch_hr_px), the default ×4 SwinIR
 
     def __post_init__(self) -> None:
+        if self.patch_hr_px is None:
+            arch = self.architecture or SwinIRConfig()
+            object.__setattr__(self, "patch_hr_px", default_patch_hr_px(arch.scale, arch.window_size))
         if self.architecture is None:
             object.__setattr__(self, "architecture", swinir_architecture(self.patch_hr_px))
 
     @classmethod
-    def with_width(cls, embed_dim: int | None = None, **settings: Any) -> "TrainConfig":
-        """``TrainConfig(**settings)`` training the default SwinIR at ``embed_dim`` wide (None: the default)."""
+    def with_width(cls, embed_dim: int | None = None, scale: int = 4, **settings: Any) -> "TrainConfig":
+        """``TrainConfig(**settings)`` training the default SwinIR at ×``scale``, ``embed_dim`` wide (None: the
+        default width); without ``patch_hr_px`` the patch is ``default_patch_hr_px(scale)``."""
+        if settings.get("patch_hr_px") is None:
+            settings["patch_hr_px"] = default_patch_hr_px(scale)
         config = cls(**settings)
-        return replace(config, architecture=swinir_architecture(config.patch_hr_px, embed_dim))
+        return replace(config, architecture=swinir_architecture(config.patch_hr_px, embed_dim, scale))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -78,14 +97,20 @@ class TrainConfig:
         return data
 
 
-def dataset_degradation(manifest: Manifest) -> DegradeConfig:
-    """The degradation the dataset's LR rows record (GZ1 protocol), else the default model."""
-    observed = manifest.filter(stage="observe")
+def recorded_degradation(manifest: Manifest) -> DegradeConfig | None:
+    """The degradation the dataset's LR rows record, or None: ``observe`` rows (``flare data make-lr``, the GZ1
+    protocol) and ``simulate`` rows (``flare data simulate``) both keep it under ``params["degrade"]``."""
+    observed = manifest.filter(stage=list(DEGRADED_STAGES))
     for row in observed.records()[:1]:
         recorded = manifest.params(row).get("degrade")
         if recorded:
             return DegradeConfig(**{k: v for k, v in recorded.items() if k in DegradeConfig.__dataclass_fields__})
-    return DegradeConfig()
+    return None
+
+
+def dataset_degradation(manifest: Manifest) -> DegradeConfig:
+    """The degradation the dataset's LR rows record (:func:`recorded_degradation`), else the default model."""
+    return recorded_degradation(manifest) or DegradeConfig()
 
 
 def load_training_images(manifest: Manifest, max_images: int | None = None, seed: int = 0) -> list[np.ndarray]:
@@ -154,7 +179,8 @@ def train_swinir(dataset: str | Path, model_dir: str | Path, config: TrainConfig
     architecture = config.architecture
     if architecture.scale != observe.factor:
         raise FlareError(f"upscale.scale: model scale {architecture.scale} differs from the dataset's "
-                         f"binning factor {observe.factor}")
+                         f"binning factor {observe.factor} (build the config with "
+                         f"TrainConfig.with_width(scale={observe.factor}); `flare upscale train` does)")
     if config.patch_hr_px % (observe.factor * architecture.window_size):
         raise FlareError(f"upscale.train.patch_hr_px: {config.patch_hr_px} must be a multiple of "
                          f"scale × window ({observe.factor * architecture.window_size})")
