@@ -115,7 +115,8 @@ def _balanced_sample(rows: Sequence[dict[str, Any]], cap: int, rng: np.random.Ge
 
 
 class _Features:
-    """Images → feature rows in the chosen space (the Lite0 network is built once, on first use)."""
+    """Images → feature rows in the chosen space. The Lite0 space is :mod:`flare.metrics.synthetic`'s generic
+    extractor (the one the quality report and the memorisation audit use), built once, on first use."""
 
     def __init__(self, kind: str, size_px: int):
         from flare.core.pretrained import PRETRAINED, is_installed
@@ -128,30 +129,19 @@ class _Features:
                          f"features at {size_px} px")
         else:
             self.name = f"pixels: {PIXEL_FEATURE_PX} x {PIXEL_FEATURE_PX} RGB in [0, 1] (768-d)"
-        self._model = None
+        self._extractor = None
 
-    def __call__(self, images: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
-        side = self.size_px if self.kind == "imagenet" else PIXEL_FEATURE_PX
-        pixels = np.stack([np.asarray(Image.fromarray(image).resize((side, side), Image.Resampling.BICUBIC))
-                           if image.shape[:2] != (side, side) else image for image in images])
+    def __call__(self, images: list[np.ndarray]) -> np.ndarray:
         if self.kind == "pixels":
+            side = PIXEL_FEATURE_PX
+            pixels = np.stack([np.asarray(Image.fromarray(image).resize((side, side), Image.Resampling.BICUBIC))
+                               if image.shape[:2] != (side, side) else image for image in images])
             return pixels.reshape(len(pixels), -1).astype(np.float64) / 255.0
-        import torch
+        from flare.metrics.synthetic import generic_extractor, generic_features
 
-        if self._model is None:
-            from flare.core.pretrained import PRETRAINED, build_pretrained
-
-            self._model = build_pretrained(IMAGENET_BACKBONE)[0].eval()
-            source = PRETRAINED[IMAGENET_BACKBONE]
-            self._mean = torch.tensor(source.mean).view(1, 3, 1, 1)
-            self._std = torch.tensor(source.std).view(1, 3, 1, 1)
-        parts = []
-        with torch.no_grad():
-            for start in range(0, len(pixels), batch_size):
-                x = torch.from_numpy(pixels[start:start + batch_size]).permute(0, 3, 1, 2).float() / 255.0
-                x = (x - self._mean) / self._std
-                parts.append(self._model.forward_head(self._model.forward_features(x), pre_logits=True).numpy())
-        return np.concatenate(parts).astype(np.float64)
+        if self._extractor is None:
+            self._extractor = generic_extractor(self.size_px)
+        return generic_features(images, self._extractor).astype(np.float64)
 
 
 def _probe_f1(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,

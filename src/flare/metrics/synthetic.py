@@ -251,8 +251,9 @@ class _ImageNetFeatures(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.uint8:
             x = x.float() / 255.0
-        x = nn.functional.interpolate(x, size=(self.resolution_px,) * 2, mode="bilinear", antialias=True,
-                                      align_corners=False)
+        if tuple(x.shape[-2:]) != (self.resolution_px,) * 2:  # generic_features hands over images already at size
+            x = nn.functional.interpolate(x, size=(self.resolution_px,) * 2, mode="bilinear", antialias=True,
+                                          align_corners=False)
         with torch.no_grad():
             pooled = self.model.forward_head(self.model.forward_features((x - self.mean) / self.std), pre_logits=True)
         return pooled.double()
