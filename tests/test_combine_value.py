@@ -141,3 +141,32 @@ def test_value_rule_without_val_falls_back_to_types(planted, tmp_path):
 
 def test_value_is_the_default_rule():
     assert CombineConfig().rule == "value"
+
+
+def test_probe_averages_the_views_with_mirror_pairs_swapped_back():
+    from flare.combine.value import _probe_f1
+
+    # three classes on three feature axes; "cw" and "acw" are a mirror pair
+    rng = np.random.default_rng(0)
+    train_x = np.repeat(np.eye(3), 20, axis=0) + rng.normal(0, 0.05, (60, 3))
+    train_y = np.array(["acw"] * 20 + ["cw"] * 20 + ["ell"] * 20)
+    labels = ["cw"]  # macro-F1 over the one val class: 1 when it is predicted, else 0
+    pairs = {"cw": "acw", "acw": "cw"}
+    # a clockwise val galaxy: faintly clockwise as it is, clearly anticlockwise in its mirror image (view 4)
+    val_views = [(0, np.array([[0.2, 0.4, 0.3]])), (4, np.array([[1.0, 0.0, 0.0]]))]
+    val_y = np.array(["cw"])
+    assert _probe_f1(train_x, train_y, val_views, val_y, labels, 0, lambda c: pairs.get(c, c)) == 1.0
+    # without the swap the mirrored view votes for anticlockwise and wins
+    assert _probe_f1(train_x, train_y, val_views, val_y, labels, 0, lambda c: c) == 0.0
+    # one view alone is the old single-view probe
+    assert _probe_f1(train_x, train_y, val_views[:1], val_y, labels, 0, lambda c: c) == 1.0
+
+
+def test_value_probe_scores_with_the_eight_views_by_default(planted, tmp_path):
+    assert CombineConfig().value_tta is True
+    config = CombineConfig(alpha=0.5, beta=0.5, rule="value", value_features="pixels")
+    combine_datasets(planted, tmp_path / "tta", config, seed=0)
+    combine_datasets(planted, tmp_path / "one", config.model_copy(update={"value_tta": False}), seed=0)
+    tta, one = _report(tmp_path / "tta")["value"], _report(tmp_path / "one")["value"]
+    assert (tta["tta_views"], one["tta_views"]) == (8, 1)
+    assert tta["scores"] != one["scores"]  # the views change what the probe measures

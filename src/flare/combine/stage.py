@@ -102,7 +102,8 @@ def combine_datasets(dataset: str | Path, out: str | Path, config: CombineConfig
     if config.rule == "value":
         values = score_types(base.records(), source, {
             "augment": [(r, source, _has_file(source, r)) for r in augmented],
-            "generate": [(r, m, True) for r, m in synthetic_rows]}, row_type, config, seed, render)
+            "generate": [(r, m, True) for r, m in synthetic_rows]}, row_type, config, seed, render,
+            mirror=dataset_in.taxonomy.mirror)
     chosen_aug, aug_types = select_branch(augmented, config.alpha, config.rule, seed, "augment",
                                           values.values("augment") if values else None)
     chosen_syn_rows, syn_types = select_branch([r for r, _ in synthetic_rows], config.beta, config.rule, seed,

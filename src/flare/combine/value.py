@@ -16,7 +16,11 @@ number, ``floor(fraction × n_types + 0.5)``, chosen by a measured score instead
    the real train draw. Trained on the real draw alone it gives the baseline val macro-F1; trained on the real
    draw + one type's draw it gives that type's val macro-F1. ``value = macro-F1(real + type) − baseline`` of
    the same real draw, averaged over ``combine.value_probe_seeds`` draws (draws that repeat an earlier one,
-   as when nothing is capped, are fitted once).
+   as when nothing is capped, are fitted once). With ``combine.value_tta`` (the default) the probe is scored
+   the way the benchmark scores its classifiers: class probabilities averaged over the 8 rot90 × flip views
+   of each val image, a mirrored view's mirror-pair classes swapped back (:mod:`flare.core.symmetry`). A probe
+   scored on one view cannot see what D4 training views give a view-averaged classifier: in the #14 ablation
+   (docs/RESULTS.md) it scored D4 at −0.002, the rule dropped it, and FLARE lost 3.2 points to the shuffle.
 4. Selection. Types are ranked by value (rounded to 6 decimals, as reported), highest first; equal values keep
    the order of the ``types`` rule's seeded shuffle, so with no signal at all the rule keeps what ``types``
    keeps. Same rows, config and seed give the same scores and the same kept types.
@@ -24,7 +28,8 @@ number, ``floor(fraction × n_types + 0.5)``, chosen by a measured score instead
 Nothing is measured (the branch falls back to rule ``types`` and the report says why) when there is no val
 split, fewer than two real train classes, or lazy augmentation recipes and no ``render`` to draw them.
 
-Cost (docs/augmentation.md): one forward pass per image drawn above plus ``1 + n_types × seeds`` probe fits.
+Cost (docs/augmentation.md): one forward pass per image drawn above (8 per val image with TTA) plus
+``1 + n_types × seeds`` probe fits.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from flare.core.config import CombineConfig
 from flare.core.io import load_rgb
 from flare.core.manifest import Manifest
 from flare.core.seeding import derive_seed, numpy_rng
+from flare.core.symmetry import VIEWS, apply_view, average_views, mirror_permutation
 
 __all__ = ["TypeValues", "score_types", "rank_by_value", "IMAGENET_BACKBONE", "PIXEL_FEATURE_PX"]
 
@@ -79,7 +85,8 @@ class TypeValues:
                 "scores": self.scores, "unscored": self.unscored, "real_train": self.real_train, "val": self.val,
                 "samples_per_type": config.value_samples_per_type, "probe_seeds": config.value_probe_seeds,
                 "max_train": config.value_max_train, "max_val": config.value_max_val,
-                "size_px": config.value_size_px}
+                "size_px": config.value_size_px,
+                "tta_views": len(VIEWS) if config.value_tta else 1}
 
 
 def rank_by_value(values: dict[str, float], fraction: float, seed: int, branch: str) -> list[str]:
@@ -144,20 +151,32 @@ class _Features:
         return generic_features(images, self._extractor).astype(np.float64)
 
 
-def _probe_f1(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
-              labels: list[str], seed: int) -> float:
+def _view(image: np.ndarray, view: int) -> np.ndarray:
+    """View ``view`` of one ``(H, W, 3)`` image (:func:`flare.core.symmetry.apply_view` works channels first)."""
+    return np.ascontiguousarray(apply_view(image.transpose(2, 0, 1), view).transpose(1, 2, 0))
+
+
+def _probe_f1(train_x: np.ndarray, train_y: np.ndarray, val_views: list[tuple[int, np.ndarray]],
+              val_y: np.ndarray, labels: list[str], seed: int, mirror: Callable[[str], str]) -> float:
+    """Val macro-F1 of a class-balanced logistic probe; ``val_views`` = ``(view, features)`` pairs, whose
+    probabilities are averaged (mirrored views permuted back) before the arg-max."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
 
     probe = LogisticRegression(max_iter=1000, class_weight="balanced", random_state=seed)
     probe.fit(train_x, train_y)
-    return float(f1_score(val_y, probe.predict(val_x), labels=labels, average="macro", zero_division=0))
+    classes = [str(c) for c in probe.classes_]
+    perm = mirror_permutation(classes, mirror)
+    probabilities = average_views(((view, probe.predict_proba(x)) for view, x in val_views), perm)
+    predicted = np.asarray(probe.classes_)[probabilities.argmax(axis=1)]
+    return float(f1_score(val_y, predicted, labels=labels, average="macro", zero_division=0))
 
 
 def score_types(base_rows: Sequence[dict[str, Any]], base_manifest: Manifest, branches: dict[str, list[Entry]],
                 row_type: Callable[[dict[str, Any]], str], config: CombineConfig, seed: int,
-                render: RowRenderer | None = None) -> TypeValues:
-    """Score every type of every branch (see the module doc); ``branches`` maps a branch name to its entries."""
+                render: RowRenderer | None = None, mirror: Callable[[str], str] | None = None) -> TypeValues:
+    """Score every type of every branch (see the module doc); ``branches`` maps a branch name to its entries;
+    ``mirror`` maps a class to its mirror pair for the TTA views (``Taxonomy.mirror``; None: no pairs)."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.preprocessing import StandardScaler
 
@@ -206,19 +225,24 @@ def score_types(base_rows: Sequence[dict[str, Any]], base_manifest: Manifest, br
     def real(rows: Sequence[dict[str, Any]]) -> list[Entry]:
         return [(r, base_manifest, True) for r in rows]
 
-    val_x, val_y = features_of(real(val)), np.array([r["label"] for r in val])
+    val_y = np.array([r["label"] for r in val])
+    views = VIEWS if config.value_tta else (0,)
+    val_images = [load_rgb(base_manifest.resolve(r["path"])) for r in val]
+    val_views = [(view, features([_view(image, view) for image in val_images])) for view in views]
+    mirror = mirror or (lambda label: label)
     labels = sorted({r["label"] for r in all_train} | set(val_y))
     probe_seed = derive_seed(seed, "combine-value", "probe")
-    fits = []  # per draw: (scaler, train features, train labels, baseline)
+    fits = []  # per draw: (scaler, train features, train labels, baseline, scaled val views)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # max_iter is the cost cap; the fit is still usable
         for train in trains:
             train_x = features_of(real(train))
             scaler = StandardScaler().fit(train_x)
             train_y = np.array([r["label"] for r in train])
+            scaled_val = [(view, scaler.transform(x)) for view, x in val_views]
             fits.append((scaler, scaler.transform(train_x), train_y,
-                         _probe_f1(scaler.transform(train_x), train_y, scaler.transform(val_x), val_y, labels,
-                                   probe_seed)))
+                         _probe_f1(scaler.transform(train_x), train_y, scaled_val, val_y, labels, probe_seed,
+                                   mirror), scaled_val))
         result.real_train, result.val = len(trains[0]), len(val)
         result.baseline_val_macro_f1 = round(float(np.mean([fit[3] for fit in fits])), 6)
         for branch, entries in todo.items():
@@ -230,7 +254,7 @@ def score_types(base_rows: Sequence[dict[str, Any]], base_manifest: Manifest, br
                 deltas, f1s, seen, pairs = [], [], set(), set()
                 for s in range(config.value_probe_seeds):
                     train_index = s % len(fits)
-                    scaler, train_s, train_y, baseline = fits[train_index]
+                    scaler, train_s, train_y, baseline, scaled_val = fits[train_index]
                     origins = {r["origin_id"] for r in trains[train_index]}
                     # prefer rows of the sampled real origins, so a capped real set is not topped up with new
                     # galaxies through their augmentations
@@ -245,7 +269,7 @@ def score_types(base_rows: Sequence[dict[str, Any]], base_manifest: Manifest, br
                     extra_x = scaler.transform(features_of(drawn))
                     extra_y = np.array([e[0]["label"] for e in drawn])
                     f1 = _probe_f1(np.concatenate([train_s, extra_x]), np.concatenate([train_y, extra_y]),
-                                   scaler.transform(val_x), val_y, labels, probe_seed)
+                                   scaled_val, val_y, labels, probe_seed, mirror)
                     f1s.append(f1)
                     deltas.append(f1 - baseline)
                 result.scores[branch][name] = {"value": round(float(np.mean(deltas)), 6),

@@ -235,6 +235,10 @@ class CombineConfig(_Section):
     value_probe_seeds: int = Field(2, ge=1, le=20)  # seeded draws averaged per type (one fit when nothing is capped)
     value_max_train: int = Field(2000, ge=2, le=100_000)  # seeded cap on the real train images the probe learns from
     value_max_val: int = Field(2000, ge=2, le=100_000)  # seeded cap on the val images it is scored on
+    # score the probe as the benchmark scores its classifiers: class probabilities averaged over the 8 rot90 x
+    # flip views of each val image (mirror pairs swapped). Without it the probe cannot see what D4 training
+    # views buy a test-time-averaged classifier, and the #14 ablation's value rule dropped them (-3.2 points)
+    value_tta: bool = True
     per_class_target: int | None = Field(None, ge=1, le=1_000_000)  # ≤ 10 × MAX_COUNT
     export: bool = False  # materialise lazy augmentation recipes into files
     # "imagefolder" (<split>/<label>/ files + <split>/metadata.parquet), "parquet" (Hugging Face Parquet
