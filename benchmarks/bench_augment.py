@@ -16,7 +16,8 @@ as PNG in a temporary dataset with the gz1 taxonomy, all in train.
    ``parquet`` (the same PNG bytes in Parquet shards of ``augment.shard_size_mb``, default 256) or
    ``webdataset`` (tar shards), run
    with ``--workers`` threads in this process, or ``LAYOUT:N`` with N executor worker processes (spawned, one
-   shard per task, one thread each; their start-up counts). The benchmark checks that every run recorded the
+   shard per task, one thread each; their start-up counts), or ``LAYOUT:N:fork`` with N forked ones
+   (``executor.local_start: fork``: no torch import per worker). The benchmark checks that every run recorded the
    same sha256 for every row.
    Throughput = images written per second (hflip is capped at one distinct variant in FLARE, so FLARE's mix
    holds a larger share of the costly colour jitter: the comparison is conservative). Each in-process run (and
@@ -200,7 +201,8 @@ def main() -> int:
                         help="augment.shard_size_mb for the shard layouts (default: the config's, 256)")
     parser.add_argument("--runs", default="files,parquet",
                         help="comma-separated FLARE runs: LAYOUT (files, parquet, webdataset; --workers threads in "
-                             "this process) or LAYOUT:N (N executor worker processes, one thread each)")
+                             "this process), LAYOUT:N (N spawned executor worker processes, one thread each) or "
+                             "LAYOUT:N:fork (N forked ones)")
     parser.add_argument("--presets", default="paper",
                         help="paper (the five original types, the default), astro, or comma-separated preset names")
     parser.add_argument("--materialised-only", action="store_true",
@@ -235,16 +237,19 @@ def main() -> int:
         runs, digests = {}, {}
         for spec in specs:
             layout, _, processes = spec.partition(":")
+            processes, _, start = processes.partition(":")
             update = {"layout": layout, **({"workers": 1} if processes else {}),
                       **({"shard_size_mb": args.shard_size_mb} if args.shard_size_mb else {})}
             run_config = AugmentConfig.model_validate({**config.model_dump(), **update})
-            executor = ExecutorConfig(workers=int(processes), local_pool="process") if processes else None
+            executor = (ExecutorConfig(workers=int(processes), local_pool="process", local_start=start or "spawn")
+                        if processes else None)
             out = work / f"materialised-{spec.replace(':', '-')}"
             t0, cpu0 = time.perf_counter(), time.process_time()
             manifest = augment_dataset(dataset, out, run_config, seed=0, executor=executor)
             seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
             rows = manifest.filter(stage="augment")
             runs[spec] = {"layout": layout, "threads": run_config.workers, "processes": int(processes or 1),
+                          "start": (start or "spawn") if processes else None,
                           "written": len(rows), "seconds": seconds, "images_per_s": len(rows) / seconds,
                           # this process only: the CPU of executor worker processes is not in it
                           "cpu_ms_per_output": None if processes else 1e3 * cpu / max(1, len(rows)),

@@ -246,6 +246,18 @@ def test_every_mirroring_preset_swaps_mirror_pair_labels(sim_dataset, tmp_path):
     assert set(mirrored_spirals) == mirroring
 
 
+def test_rows_record_whether_they_are_exact_sky_symmetries(sim_dataset, tmp_path):
+    """Only quarter turns, flips and D4 views are exact symmetries (combine keeps them outside α): every row
+    of those presets says so, no row of a preset that resamples, blurs, adds noise or changes colour does."""
+    config = AugmentConfig(k=3, presets=["astro", "paper", "rot90", "vflip"], mode="lazy")
+    rows = augment_dataset(sim_dataset, tmp_path / "all", config, seed=0).filter(stage="augment").records()
+    flags: dict[str, set[bool]] = {}
+    for row in rows:
+        flags.setdefault(row["operation"], set()).add(json.loads(row["params"])["exact_symmetry"])
+    assert {name for name, seen in flags.items() if seen == {True}} == {"d4", "hflip", "rot90", "vflip"}
+    assert all(seen == {False} for name, seen in flags.items() if name not in {"d4", "hflip", "rot90", "vflip"})
+
+
 def test_d4_pixels_are_the_recorded_view_of_the_parent(sim_dataset, tmp_path):
     manifest = augment_dataset(sim_dataset, tmp_path / "d4", AugmentConfig(k=7, presets=["d4"], workers=1), seed=0)
     lookup = {r["id"]: r for r in manifest.records()}

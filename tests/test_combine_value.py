@@ -170,3 +170,26 @@ def test_value_probe_scores_with_the_eight_views_by_default(planted, tmp_path):
     tta, one = _report(tmp_path / "tta")["value"], _report(tmp_path / "one")["value"]
     assert (tta["tta_views"], one["tta_views"]) == (8, 1)
     assert tta["scores"] != one["scores"]  # the views change what the probe measures
+
+
+def test_exact_symmetry_types_are_kept_outside_alpha_and_still_scored(planted, tmp_path):
+    """A type whose rows record ``params.exact_symmetry`` enters whatever its value (here the planted all-black
+    type, so the test can tell); α then ranks the other types. Switched off, the black type is dropped again."""
+    folder = tmp_path / "sym"
+    shutil.copytree(planted, folder)
+    records = []
+    for row in Manifest.read(folder).records():
+        if row["stage"] == "augment" and row["operation"] == "black":
+            row = {**row, "params": {**json.loads(row["params"]), "exact_symmetry": True}}
+        records.append(row)
+    Manifest.from_records(records, folder).write()
+    config = CombineConfig(alpha=0.5, beta=0.5, rule="value", value_features="pixels", value_max_train=12,
+                           value_probe_seeds=3)
+    kept = combine_datasets(folder, tmp_path / "on", config, seed=0).chosen_types["augment"]
+    report = _report(tmp_path / "on")["value"]
+    # alpha = 0.5 of the one ranked type (fresh) keeps it; black is kept as a symmetry, and still scored
+    assert kept == ["black", "fresh"] and report["kept_as_exact_symmetries"] == ["black"]
+    assert sorted(report["scores"]["augment"]) == ["black", "fresh"]
+    off = combine_datasets(folder, tmp_path / "off", config.model_copy(update={"value_keep_symmetries": False}),
+                           seed=0)
+    assert off.chosen_types["augment"] == ["fresh"]

@@ -52,8 +52,9 @@ def assert_same_dataset(a, b) -> None:
 
 
 @pytest.mark.parametrize("executor", [ExecutorConfig(batch_size=1), ExecutorConfig(workers=2, batch_size=5),
-                                      ExecutorConfig(workers=2, batch_size=7, local_pool="thread")],
-                         ids=["batch1", "processes2", "threads2"])
+                                      ExecutorConfig(workers=2, batch_size=7, local_pool="thread"),
+                                      ExecutorConfig(workers=2, batch_size=5, local_start="fork")],
+                         ids=["batch1", "processes2", "threads2", "forked2"])
 def test_local_executor_output_does_not_depend_on_workers_or_batches(sim_dataset, reference_run, tmp_path, executor):
     run_demo_stage(sim_dataset, tmp_path, seed=3, executor=executor)
     assert_same_dataset(reference_run, tmp_path)
@@ -136,3 +137,14 @@ def test_worker_init_error_reaches_the_caller_as_one_line(executor):
     rows = pd.DataFrame({"id": ["a", "b", "c"]})
     with pytest.raises(ConfigError, match=r"^demo.weights: file 'absent.safetensors' does not exist$"):
         map_batches(MissingWeightsWorker, rows, executor=executor)
+
+
+def test_fork_is_refused_once_cuda_is_initialised(monkeypatch):
+    import torch
+
+    from flare.core.errors import FlareError
+    from flare.executors.local import _make_pool
+
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    with pytest.raises(FlareError, match="local_start: fork cannot copy a process that has initialised CUDA"):
+        _make_pool("process", 2, (None, {}, None), "fork")

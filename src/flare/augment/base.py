@@ -52,6 +52,9 @@ class AugmentTransform:
     name: ClassVar[str] = ""
     max_outcomes: int | None = None  # a class attribute or a property
     pixel_exact: ClassVar[bool] = False  # True: only moves pixels (works on uint8, no float round trip)
+    # True: an exact symmetry of the sky (an element of D4: a galaxy seen this way is as real as the original,
+    # mirror pairs swapped); rows made only of such steps record ``params.exact_symmetry``
+    exact_symmetry: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -119,6 +122,11 @@ class Preset:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "transforms": [t.to_dict() for t in self.transforms]}
+
+
+def recipe_is_exact_symmetry(recipe: Sequence[dict[str, Any]]) -> bool:
+    """True when every step of the recipe is an exact sky symmetry (quarter turns, flips, D4 views)."""
+    return bool(recipe) and all(TRANSFORMS[step["name"]].exact_symmetry for step in recipe)
 
 
 def recipe_mirrors(recipe: Sequence[dict[str, Any]]) -> bool:

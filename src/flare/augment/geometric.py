@@ -51,6 +51,7 @@ class HorizontalFlip(AugmentTransform):
 
     name = "hflip"
     pixel_exact = True
+    exact_symmetry = True
 
     def __init__(self, p: float = 1.0):
         _check_probability(self.name, p)
@@ -95,6 +96,7 @@ class Rot90(AugmentTransform):
     name = "rot90"
     max_outcomes = 3
     pixel_exact = True
+    exact_symmetry = True
 
     def __init__(self) -> None:
         pass
@@ -131,6 +133,7 @@ class DihedralView(AugmentTransform):
     name = "d4"
     max_outcomes = len(D4_VIEWS)
     pixel_exact = True
+    exact_symmetry = True
 
     def __init__(self) -> None:
         pass

@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from flare.augment.base import Preset, apply_recipes, recipe_mirrors
+from flare.augment.base import Preset, apply_recipes, recipe_is_exact_symmetry, recipe_mirrors
 from flare.augment.encode import PNG_FILTER, PNG_STRATEGY, encode_variant, fpng_version
 from flare.augment.registry import create_preset, list_presets
 from flare.core.config import AugmentConfig, ExecutorConfig
@@ -180,6 +180,7 @@ class AugmentWorker:
                     label=label, macro_label=macro, split="train", stage=STAGE, operation=name, seed=seed,
                     backend=BACKEND,
                     params={"preset": name, "variant": variant, "recipe": recipe, "mirrored": mirrored,
+                            "exact_symmetry": recipe_is_exact_symmetry(recipe),
                             "parent_label": row["label"], "size_px": [height, width], "encode": self.encode,
                             "materialised": self.mode != "lazy", "run_seed": self.run_seed}))
         return records

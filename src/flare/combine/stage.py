@@ -47,16 +47,19 @@ class CombineResult:
 
 
 def select_branch(rows: list[dict[str, Any]], fraction: float, rule: str, seed: int, branch: str,
-                  values: dict[str, float] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+                  values: dict[str, float] | None = None,
+                  always: set[str] | frozenset[str] = frozenset()) -> tuple[list[dict[str, Any]], list[str]]:
     """The rows of one branch that enter, and the types kept (all types present under the ``samples`` rule).
 
-    Rule ``value`` ranks the types by ``values`` (:func:`flare.combine.value.rank_by_value`); without values
-    (nothing could be measured) it keeps what rule ``types`` keeps."""
+    Rule ``value`` ranks the types by ``values`` (:func:`flare.combine.value.rank_by_value`); the types in
+    ``always`` are kept whatever their value and the fraction ranks the others. Without values (nothing could
+    be measured) it keeps what rule ``types`` keeps."""
     if not rows:
         return [], []
     if rule in ("types", "value"):
         if rule == "value" and values is not None:
-            kept_types = rank_by_value(values, fraction, seed, branch)
+            ranked = {name: value for name, value in values.items() if name not in always}
+            kept_types = sorted(set(rank_by_value(ranked, fraction, seed, branch)) | (set(always) & set(values)))
         else:
             kept_types = choose_types([row_type(r) for r in rows], fraction, seed, branch)
         wanted = set(kept_types)
@@ -64,6 +67,16 @@ def select_branch(rows: list[dict[str, Any]], fraction: float, rule: str, seed: 
     kept_ids = set(choose_samples([r["id"] for r in rows], fraction, seed, branch))
     chosen = [r for r in rows if r["id"] in kept_ids]
     return chosen, sorted({row_type(r) for r in chosen})
+
+
+def exact_symmetry_types(manifest: Manifest, rows: list[dict[str, Any]]) -> set[str]:
+    """The augmentation types whose every row records ``params.exact_symmetry`` (rows from before the field
+    existed record nothing and are ranked like any other type)."""
+    flags: dict[str, bool] = {}
+    for row in rows:
+        name = row_type(row)
+        flags[name] = flags.get(name, True) and bool(manifest.params(row).get("exact_symmetry", False))
+    return {name for name, flag in flags.items() if flag}
 
 
 def _has_file(manifest: Manifest, row: dict[str, Any]) -> bool:
@@ -104,8 +117,9 @@ def combine_datasets(dataset: str | Path, out: str | Path, config: CombineConfig
             "augment": [(r, source, _has_file(source, r)) for r in augmented],
             "generate": [(r, m, True) for r, m in synthetic_rows]}, row_type, config, seed, render,
             mirror=dataset_in.taxonomy.mirror)
+    symmetries = exact_symmetry_types(source, augmented) if config.value_keep_symmetries else set()
     chosen_aug, aug_types = select_branch(augmented, config.alpha, config.rule, seed, "augment",
-                                          values.values("augment") if values else None)
+                                          values.values("augment") if values else None, always=symmetries)
     chosen_syn_rows, syn_types = select_branch([r for r, _ in synthetic_rows], config.beta, config.rule, seed,
                                                "generate", values.values("generate") if values else None)
     syn_manifest = {r["id"]: m for r, m in synthetic_rows}
@@ -143,6 +157,7 @@ def combine_datasets(dataset: str | Path, out: str | Path, config: CombineConfig
         every = {"augment": sorted({row_type(r) for r in augmented}),
                  "generate": sorted({row_type(r) for r, _ in synthetic_rows})}
         report["value"]["kept"] = result.chosen_types
+        report["value"]["kept_as_exact_symmetries"] = sorted(symmetries & set(result.chosen_types["augment"]))
         report["value"]["dropped"] = {branch: [t for t in names if t not in result.chosen_types[branch]]
                                       for branch, names in every.items()}
     atomic_write_bytes(out / "combine_report.json", json.dumps(report, indent=2, sort_keys=True).encode())

@@ -239,6 +239,11 @@ class CombineConfig(_Section):
     # flip views of each val image (mirror pairs swapped). Without it the probe cannot see what D4 training
     # views buy a test-time-averaged classifier, and the #14 ablation's value rule dropped them (-3.2 points)
     value_tta: bool = True
+    # rule value: augmentation types made only of exact sky symmetries (quarter turns, flips, D4 views; rows
+    # record params.exact_symmetry) are kept outside alpha, which ranks the other types. They invent nothing,
+    # and the probe scores them near zero while the benchmark's view-averaged classifier gains from them
+    # (#14 ablation, val: +2.0 macro-F1 when the shuffle kept D4 where the probe dropped it)
+    value_keep_symmetries: bool = True
     per_class_target: int | None = Field(None, ge=1, le=1_000_000)  # ≤ 10 × MAX_COUNT
     export: bool = False  # materialise lazy augmentation recipes into files
     # "imagefolder" (<split>/<label>/ files + <split>/metadata.parquet), "parquet" (Hugging Face Parquet
@@ -294,6 +299,10 @@ class ExecutorConfig(_Section):
     workers: int = Field(1, ge=1)  # local: pool size; ray: actors in the pool
     batch_size: int = Field(16, ge=1)
     local_pool: Literal["process", "thread"] = "process"  # local with workers > 1
+    # how a local process pool starts its workers: spawn (a fresh interpreter that imports torch itself, about
+    # 2 s a worker here; safe with CUDA and threads) or fork (Linux/CPU: a copy of this process, in
+    # milliseconds, as torch's DataLoader starts its workers; refused once CUDA is initialised)
+    local_start: Literal["spawn", "fork"] = "spawn"
     gpus_per_worker: float | None = Field(None, ge=0)  # ray; None: 1 when the cluster has GPUs, else 0
     cpus_per_worker: float = Field(1.0, gt=0)  # ray
     max_retries: int = Field(3, ge=0)  # ray: actor restarts and task retries after a worker dies

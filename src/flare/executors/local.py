@@ -1,8 +1,11 @@
 """In-machine executor: one worker in this process, or a pool of ``executor.workers`` processes (or threads).
 
 Each process builds the worker once (its initializer), then takes batches as they come. Processes are
-started with ``spawn`` so that a worker holding torch or CUDA state never inherits a forked copy; the worker
-class must therefore be importable (defined at module level). Threads suit workers that release the GIL.
+started with ``spawn`` by default so that a worker holding torch or CUDA state never inherits a forked copy;
+the worker class must therefore be importable (defined at module level). ``executor.local_start: fork`` starts
+them as copies of this process instead, which skips each worker's torch import (about 2 s on the development
+machine, more than a 5,000-image augment run takes at 10x, docs/augmentation.md); it is refused once CUDA is
+initialised here. Threads suit workers that release the GIL.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ def run_local(worker_class: type, rows: pd.DataFrame, worker_kwargs: dict[str, A
                 outputs.append(runner(batch))
                 progress.advance(task, len(batch))
             return outputs
-        with _make_pool(executor.local_pool, workers, (worker_class, worker_kwargs, parts_folder)) as pool:
+        with _make_pool(executor.local_pool, workers, (worker_class, worker_kwargs, parts_folder),
+                        executor.local_start) as pool:
             futures = {pool.submit(_run_batch, batch): len(batch) for batch in batches}
             for future in as_completed(futures):
                 outputs.append(future.result())
@@ -53,10 +57,16 @@ _thread_state = threading.local()
 _init_error: list[FlareError] = []
 
 
-def _make_pool(kind: str, workers: int, runner_args: tuple) -> Executor:
+def _make_pool(kind: str, workers: int, runner_args: tuple, start: str = "spawn") -> Executor:
     if kind == "thread":
         return ThreadPoolExecutor(max_workers=workers, initializer=_init_thread, initargs=runner_args)
-    context = multiprocessing.get_context("spawn")
+    if start == "fork":
+        if "fork" not in multiprocessing.get_all_start_methods():
+            raise FlareError("executor.local_start: fork is not available on this platform; use spawn")
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_initialized():
+            raise FlareError("executor.local_start: fork cannot copy a process that has initialised CUDA; use spawn")
+    context = multiprocessing.get_context(start)
     return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_process,
                                initargs=runner_args)
 

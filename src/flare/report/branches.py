@@ -120,12 +120,14 @@ def _value(report: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         return None
     kept = value.get("kept") or {}
+    symmetries = set(value.get("kept_as_exact_symmetries") or [])
     rows = []
     for branch, scores in sorted((value.get("scores") or {}).items()):
         for name, score in sorted((scores or {}).items(), key=lambda item: -(item[1] or {}).get("value", 0.0)):
             rows.append([branch, name, _number((score or {}).get("value"), "+.4f"),
                          _number((score or {}).get("val_macro_f1"), ".4f"), (score or {}).get("images", "–"),
-                         "kept" if name in (kept.get(branch) or []) else "dropped"])
+                         "kept (exact symmetry)" if branch == "augment" and name in symmetries
+                         else "kept" if name in (kept.get(branch) or []) else "dropped"])
     unscored = [f"{branch}: {reason}" for branch, reason in sorted((value.get("unscored") or {}).items())]
     return {"baseline": _number(value.get("baseline_val_macro_f1"), ".4f"), "space": str(value.get("feature_space", "")),
             "probe": str(value.get("probe", "")), "unscored": unscored,
