@@ -264,9 +264,11 @@ def test_filter_drops_low_confidence_and_records_tau(sim_dataset, tmp_path, monk
         return None, None, None, None, frame, 0.75
 
     monkeypatch.setattr(filtering, "score_synthetic", fake_scores)
-    judged = filtering.judge_synthetic(manifest, GenerateConfig(audit=False, filter_threshold=0.5), seed=0)
+    judged = filtering.judge_synthetic(manifest, GenerateConfig(audit=False, filter_threshold=0.5,
+                                                                filter_space="domain"), seed=0)
     assert judged.dropped_filter == {"syn-1", "syn-3"}
-    assert judged.filter == {"method": "confidence", "threshold": 0.5, "classifier_val_balanced_accuracy": 0.75,
+    assert judged.filter == {"method": "confidence", "threshold": 0.5, "judge": "domain",
+                             "classifier_val_balanced_accuracy": 0.75,
                              "chance": pytest.approx(1 / 6, abs=1e-6), "skill": pytest.approx(0.7, abs=1e-6),
                              "min_skill": 0.25, "dropped": 2}
     kept = {r["id"]: json.loads(r["params"]) for r in judged.manifest.filter(stage="generate").records()}
@@ -278,7 +280,7 @@ def test_filter_drops_low_confidence_and_records_tau(sim_dataset, tmp_path, monk
         filtering.score_filter(manifest, method="vibes")
     # a classifier at chance on real val cannot judge images: the filter keeps everything and says why
     monkeypatch.setattr(filtering, "score_synthetic", lambda m, **kw: fake_scores(m)[:5] + (0.2,))
-    blind = filtering.judge_synthetic(manifest, GenerateConfig(audit=False), seed=0)
+    blind = filtering.judge_synthetic(manifest, GenerateConfig(audit=False, filter_space="domain"), seed=0)
     assert blind.dropped_filter == set() and "too close to chance" in blind.filter["skipped"]
     assert len(blind.manifest) == len(manifest)
     # nothing held out: the audit says why it did not run and drops nothing
@@ -288,8 +290,10 @@ def test_filter_drops_low_confidence_and_records_tau(sim_dataset, tmp_path, monk
     assert len(skipped.manifest) == len(train_only)
 
 
-def test_filter_on_a_real_classifier_keeps_only_confident_rows(sim_dataset, tmp_path):
-    """The real score path: real train images re-fed as synthetic are mostly recognised; every kept row clears τ."""
+@pytest.mark.parametrize("space", ["generic", "domain"])
+def test_filter_on_a_real_classifier_keeps_only_confident_rows(sim_dataset, tmp_path, space):
+    """The real score path of each judge: real train images re-fed as synthetic are mostly recognised, grey
+    images are not; every kept row clears τ."""
     from flare.generate.filtering import judge_synthetic
 
     real = Manifest.read(sim_dataset)
@@ -299,10 +303,24 @@ def test_filter_on_a_real_classifier_keeps_only_confident_rows(sim_dataset, tmp_
     images += [(f"grey-{label}", label, grey) for label in sorted(set(train["label"]))]
     manifest = _with_synthetic(sim_dataset, tmp_path / "d", images)
     # min skill 0: this checks the score path, whatever the tiny survey's classifier reaches on its 6 val images
-    judged = judge_synthetic(manifest, GenerateConfig(audit=False, filter_threshold=0.5, filter_min_skill=0), seed=0)
+    judged = judge_synthetic(manifest, GenerateConfig(audit=False, filter_threshold=0.5, filter_min_skill=0,
+                                                      filter_space=space), seed=0)
+    assert judged.filter["judge"] == space
     kept = judged.manifest.filter(stage="generate").records()
+    if space == "generic":  # a linear head on 1280 features fits its own train images (the small CNN does not)
+        assert len(kept) >= len(train) // 2
     assert all(json.loads(r["params"])["filter"]["score"] >= 0.5 for r in kept)
     assert len(kept) + len(judged.dropped_filter) == len(images)
     greys = {rid for rid, *_ in images if rid.startswith("grey")}
     assert len(greys & judged.dropped_filter) >= 5  # one grey image cannot be 5 classes at p >= 0.5
     assert 0 <= judged.filter["classifier_val_balanced_accuracy"] <= 1
+
+
+def test_the_generic_judge_is_the_default_when_lite0_is_installed():
+    from flare.core.pretrained import is_installed
+    from flare.generate.filtering import filter_judge_space
+
+    assert GenerateConfig().filter_space == "auto"
+    assert filter_judge_space("auto") == ("generic" if is_installed("efficientnet-lite0-imagenet") else "domain")
+    with pytest.raises(ConfigError, match="filter_space"):
+        filter_judge_space("vibes")

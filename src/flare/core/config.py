@@ -200,6 +200,10 @@ class GenerateConfig(_Section):
     # the filter acts only when its classifier beats chance on the real val split: skill = (accuracy - chance) /
     # (1 - chance) >= filter_min_skill; a classifier at chance would drop images at random (it keeps all then)
     filter_min_skill: float = Field(0.25, ge=0, le=1)
+    # the filter's judge: generic = a class-balanced logistic head on ImageNet Lite0 features at 128 px (what the
+    # CPU benchmark classifies with); domain = the 32 px CNN of `flare generate quality` (real val balanced
+    # accuracy 0.27 on GZ1 25 %, below the skill gate); auto = generic when its weights are installed
+    filter_space: Literal["auto", "generic", "domain"] = "auto"
     # memorisation audit: a synthetic image whose nearest real train image is closer than the audit_quantile of
     # the real val images' nearest-train distances, in pixels and in generic ImageNet features, is a near-copy
     audit: bool = True

@@ -1,7 +1,9 @@
 """Judge the synthetic rows before they reach the manifest: a confidence filter and a memorisation audit.
 
-- **Filter** (``generate.filter``, ALIA-style): a classifier trained on the real train split
-  (:func:`flare.metrics.synthetic.score_synthetic`) scores every synthetic image; ``confidence`` keeps it when
+- **Filter** (``generate.filter``, ALIA-style): a classifier trained on the real train split scores every
+  synthetic image (``generate.filter_space``: a logistic head on ImageNet Lite0 features,
+  :func:`flare.metrics.synthetic.score_synthetic_generic`, when installed; else the 32 px domain CNN of
+  :func:`flare.metrics.synthetic.score_synthetic`); ``confidence`` keeps it when
   the prompted class's probability is at least ``filter_threshold`` (τ), ``outlier`` when its feature-space
   z-score is at most it.
 - **Audit** (``generate.audit``): :mod:`flare.metrics.memorisation` on pixel vectors and generic ImageNet
@@ -28,7 +30,7 @@ from flare.core.io import load_rgb
 from flare.core.manifest import Manifest, base_images
 from flare.core.symmetry import VIEWS, apply_view
 from flare.metrics.memorisation import audit_near_copies, pixel_vectors
-from flare.metrics.synthetic import score_synthetic
+from flare.metrics.synthetic import score_synthetic, score_synthetic_generic
 
 __all__ = ["filter_synthetic", "score_filter", "audit_synthetic", "judge_synthetic", "AuditResult", "Judgement",
            "FILTERED_OUT_NAME", "AUDIT_NAME"]
@@ -38,13 +40,29 @@ AUDIT_NAME = "memorisation_audit.json"
 GENERIC_SPACE = "efficientnet-lite0-imagenet"
 
 
+def filter_judge_space(space: str) -> str:
+    """``generic`` or ``domain`` for ``generate.filter_space`` (``auto``: generic when Lite0 is installed)."""
+    if space not in ("auto", "generic", "domain"):
+        raise ConfigError(f"generate.filter_space: {space!r} is not one of auto, generic, domain")
+    if space == "auto":
+        from flare.core.pretrained import is_installed
+
+        return "generic" if is_installed(GENERIC_SPACE) else "domain"
+    return space
+
+
 def score_filter(manifest: Manifest, *, method: str = "confidence", threshold: float = 0.5, epochs: int = 30,
-                 resolution_px: int = 32, seed: int = 0) -> tuple[pd.DataFrame, float]:
+                 resolution_px: int = 32, seed: int = 0, space: str = "domain") -> tuple[pd.DataFrame, float]:
     """Per synthetic row: ``id, label, operation, confidence, predicted, outlier_z, score, keep``; and the
-    filter classifier's accuracy on the real val split (NaN without one), so a reader can judge the filter."""
+    filter classifier's balanced accuracy on the real val split (NaN without one), so a reader can judge the
+    filter. ``space``: ``domain`` (the quality CNN, ``epochs`` at ``resolution_px``) or ``generic`` (Lite0
+    features + a logistic head, :func:`flare.metrics.synthetic.score_synthetic_generic`)."""
     if method not in ("confidence", "outlier"):
         raise ConfigError(f"generate.filter: {method!r} is not one of none, confidence, outlier")
-    *_, scores, val_accuracy = score_synthetic(manifest, epochs=epochs, resolution_px=resolution_px, seed=seed)
+    if filter_judge_space(space) == "generic":
+        *_, scores, val_accuracy = score_synthetic_generic(manifest, seed=seed)
+    else:
+        *_, scores, val_accuracy = score_synthetic(manifest, epochs=epochs, resolution_px=resolution_px, seed=seed)
     scores = scores.copy()
     scores["score"] = scores["confidence"] if method == "confidence" else scores["outlier_z"]
     scores["keep"] = scores["score"] >= threshold if method == "confidence" else scores["score"] <= threshold
@@ -226,7 +244,10 @@ def judge_synthetic(manifest: Manifest, config: GenerateConfig, seed: int = 0) -
     dropped_filter: set[str] = set()
     filter_info: dict[str, Any] = {"method": config.filter, "threshold": config.filter_threshold}
     if config.filter != "none":
-        scores, accuracy = score_filter(manifest, method=config.filter, threshold=config.filter_threshold, seed=seed)
+        space = filter_judge_space(config.filter_space)
+        scores, accuracy = score_filter(manifest, method=config.filter, threshold=config.filter_threshold, seed=seed,
+                                        space=space)
+        filter_info["judge"] = space
         chance = 1.0 / max(len(set(base_images(manifest).filter(split="train").frame["label"])), 1)
         skill = (accuracy - chance) / (1.0 - chance) if chance < 1 and not np.isnan(accuracy) else float("nan")
         filter_info.update({"classifier_val_balanced_accuracy": None if np.isnan(accuracy) else round(float(accuracy), 6),

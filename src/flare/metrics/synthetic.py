@@ -234,6 +234,54 @@ def score_synthetic(manifest: Manifest, *, epochs: int, resolution_px: int, seed
     return classifier, classes, (real_x, real_f, real_labels), (fake_x, fake_f, fake_labels), scores, val_accuracy
 
 
+def score_synthetic_generic(manifest: Manifest, *, seed: int, resolution_px: int = 128):
+    """The filter's judge in the generic space: a class-balanced logistic regression on the Lite0 features of the
+    real train images (at ``resolution_px``); the same scores frame and real val balanced accuracy as
+    :func:`score_synthetic` (``outlier_z`` measured in the standardised Lite0 space).
+
+    Why a second judge: on GZ1 (25 % split) the domain CNN at 32 px reaches a balanced val accuracy of 0.27
+    against a chance of 0.17, too weak to judge by (docs/generation.md); the frozen ImageNet features with a
+    linear head are what the CPU benchmark preset classifies with. Synthetic images are featurised one at a
+    time, so a row's score does not depend on which rows share its batch (sharded runs)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    real, synthetic = _real_and_synthetic(manifest)
+    train, val = real.filter(split="train"), real.filter(split="val")
+    classes = sorted(set(train.frame["label"]))
+    extractor = generic_extractor(resolution_px)
+    scaler = StandardScaler().fit(real_f := generic_features(_load(train), extractor))
+    real_s, real_labels = scaler.transform(real_f), train.frame["label"].to_numpy()
+    probe = LogisticRegression(max_iter=2000, class_weight="balanced", random_state=derive_seed(seed, "filter-generic"))
+    probe.fit(real_s, real_labels)
+    fake_images = _load(synthetic)
+    fake_s = (scaler.transform(np.concatenate([generic_features([image], extractor) for image in fake_images]))
+              if fake_images else np.zeros((0, real_s.shape[1])))
+    order = [list(probe.classes_).index(c) for c in classes]
+    fake_p = probe.predict_proba(fake_s)[:, order] if len(fake_s) else np.zeros((0, len(classes)))
+    if len(val):
+        val_pred = probe.predict(scaler.transform(generic_features(_load(val), extractor)))
+        val_true = val.frame["label"].to_numpy()
+        recalls = [float((val_pred[val_true == c] == c).mean()) for c in np.unique(val_true) if c in classes]
+        val_accuracy = float(np.mean(recalls)) if recalls else float("nan")
+    else:
+        val_accuracy = float("nan")
+    fake_labels = synthetic.frame["label"].to_numpy()
+    outlier = np.full(len(fake_s), np.nan)
+    for label in classes:
+        reference = real_s[real_labels == label]
+        centre = reference.mean(0)
+        spread = np.linalg.norm(reference - centre, axis=1)
+        mask = fake_labels == label
+        outlier[mask] = (np.linalg.norm(fake_s[mask] - centre, axis=1) - spread.mean()) / (spread.std() + 1e-8)
+    confidence = np.array([fake_p[i, classes.index(l)] if l in classes else 0.0 for i, l in enumerate(fake_labels)])
+    scores = pd.DataFrame({"id": synthetic.frame["id"].to_numpy(), "label": fake_labels,
+                           "operation": synthetic.frame["operation"].to_numpy(), "confidence": confidence,
+                           "predicted": [classes[i] for i in fake_p.argmax(1)] if len(fake_p) else [],
+                           "outlier_z": outlier})
+    return probe, classes, None, None, scores, val_accuracy
+
+
 class _ImageNetFeatures(nn.Module):
     """Images in [0, 1] → the Lite0 penultimate features (what torchmetrics calls, ``num_features`` 1280)."""
 

@@ -59,7 +59,9 @@ def _synthesis(report: dict[str, Any]) -> dict[str, Any]:
     if info.get("method", "none") == "none":
         filter_line = "Filter off: every generated image is kept (unless the audit drops it)."
     else:
-        filter_line = (f"Filter {info.get('method')}: kept when the real-trained classifier gives the prompted class "
+        judge = {"generic": " (a logistic head on ImageNet Lite0 features)",
+                 "domain": " (the 32 px domain CNN)"}.get(str(info.get("judge")), "")
+        filter_line = (f"Filter {info.get('method')}: kept when the real-trained classifier{judge} gives the prompted class "
                        f"p ≥ {info.get('threshold')}; that classifier's balanced val accuracy "
                        f"{_number(accuracy)} against chance {_number(info.get('chance'))}; dropped "
                        f"{info.get('dropped', 0)}.")
