@@ -291,7 +291,8 @@ def main() -> int:
           f"CPU {result['baseline']['cpu_ms_per_output']:.2f} ms/output)")
     encoder = result["encode"].get("encoder", result["encode"]["format"])
     for run in runs.values():
-        where = f"{run['processes']} processes" if run["processes"] > 1 else f"{run['threads']} threads"
+        where = (f"{run['processes']} {'forked' if run['start'] == 'fork' else 'spawned'} processes"
+                 if run["start"] else f"{run['threads']} threads")
         label = f"FLARE materialised ({encoder} PNG, {run['layout']}, {where}):"
         made = f"{run['shards']} shards" if run["shards"] else f"{run['files']} files"
         cpu = "" if run["cpu_ms_per_output"] is None else f", CPU {run['cpu_ms_per_output']:.2f} ms/output"
