@@ -90,3 +90,13 @@ def test_bicubic_runs_at_the_recorded_factor_unless_told(x8_dataset, tmp_path):
     assert {json.loads(r["params"])["scale"] for r in default.filter(stage="upscale").records()} == {8}
     upscale_dataset(x8_dataset, tmp_path / "x4", UpscaleConfig(backend="bicubic", scale=4))
     assert _sides(tmp_path / "x4", "upscale") == {(32, 32)}
+
+
+def test_evaluate_sr_scores_bicubic_at_the_recorded_factor(x8_dataset):
+    from flare.core.errors import FlareError
+    from flare.upscale.evaluation import evaluate_sr
+
+    scores, per_image = evaluate_sr(x8_dataset, ["bicubic"], split=None)
+    assert scores[0].images == len(per_image) == 8 and np.isfinite(scores[0].psnr_db)
+    with pytest.raises(FlareError, match="differs from truth"):  # told ×4 on an ×8 set: the shape check still holds
+        evaluate_sr(x8_dataset, ["bicubic"], options={"bicubic": {"scale": 4}}, split=None)

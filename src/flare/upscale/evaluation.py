@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from flare.core.config import UpscaleConfig
 from flare.core.errors import FlareError
 from flare.core.files import atomic_output, atomic_write_bytes
 from flare.core.io import load_rgb
@@ -18,6 +19,7 @@ from flare.core.manifest import SOURCE_STAGES, Manifest
 from flare.core.seeding import derive_seed
 from flare.metrics.sr import SRScore, score_image, scores_table
 from flare.upscale.registry import create_upscaler
+from flare.upscale.stage import resolve_scale
 from flare.upscale.swinir_model import has_model
 
 __all__ = ["evaluate_sr", "default_backends", "write_scores", "EVALUATED_BACKENDS", "SCORES_NAME"]
@@ -70,9 +72,14 @@ def evaluate_sr(dataset: str | Path, backends: list[str], *, options: dict[str, 
         max_images: a seeded subset of at most this many pairs (sorted by id).
     """
     pairs = _pairs(dataset, split, max_images, seed)
+    manifest = Manifest.read(dataset)
     scores, per_image = [], []
     for name in backends:
-        backend = create_upscaler(name, **(options or {}).get(name, {}))
+        backend_options = dict((options or {}).get(name, {}))
+        # bicubic / lanczos at the dataset's recorded binning factor, as the upscale stage runs them (an ×8 set
+        # would otherwise be scored at the interpolation's default ×4 and fail the shape check)
+        scale = None if "scale" in backend_options else resolve_scale(UpscaleConfig(), name, manifest)
+        backend = create_upscaler(name, **backend_options, **({"scale": scale} if scale else {}))
         began = time.perf_counter()
         outputs = []
         for start in range(0, len(pairs), batch_size):
