@@ -21,6 +21,7 @@ colour matters, say); FIDs in either space are not comparable with published Inc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -208,18 +209,29 @@ def score_synthetic(manifest: Manifest, *, epochs: int, resolution_px: int, seed
         fake_f = (torch.cat([classifier.features(fake_x[i:i + 1]) for i in range(len(fake_x))]).numpy()
                   if len(fake_x) else classifier.features(fake_x).numpy())
         fake_p = torch.softmax(classifier.head(torch.from_numpy(fake_f)), dim=1).numpy()
+        val_accuracy = float("nan")
         if len(val):
             val_pred = classifier(_to_tensor(_load(val, column), resolution_px)).argmax(1).numpy()
-            val_true = np.array([classes.index(v) if v in classes else -1 for v in val.frame["label"]])
-            # balanced accuracy (mean recall over the val classes): its chance level is 1 / classes whatever the
-            # imbalance, so a classifier that calls everything the majority class does not pass for skilled
-            recalls = [float((val_pred[val_true == c] == c).mean()) for c in np.unique(val_true) if c >= 0]
-            val_accuracy = float(np.mean(recalls)) if recalls else float("nan")
-        else:
-            val_accuracy = float("nan")
+            val_accuracy = _balanced_accuracy([classes[i] for i in val_pred], val.frame["label"].to_numpy(), classes)
     real_labels = train.frame["label"].to_numpy()
+    scores = _judge_scores(synthetic, classes, real_f, real_labels, fake_f, fake_p)
+    return (classifier, classes, (real_x, real_f, real_labels), (fake_x, fake_f, synthetic.frame["label"].to_numpy()),
+            scores, val_accuracy)
+
+
+def _balanced_accuracy(predicted: Sequence[str], true: np.ndarray, classes: list[str]) -> float:
+    """Mean recall over the val classes the judge knows: its chance level is 1 / classes whatever the imbalance,
+    so a classifier that calls everything the majority class does not pass for skilled (nan without any)."""
+    predicted = np.asarray(predicted)
+    recalls = [float((predicted[true == c] == c).mean()) for c in np.unique(true) if c in classes]
+    return float(np.mean(recalls)) if recalls else float("nan")
+
+
+def _judge_scores(synthetic: Manifest, classes: list[str], real_f: np.ndarray, real_labels: np.ndarray,
+                  fake_f: np.ndarray, fake_p: np.ndarray) -> pd.DataFrame:
+    """One row per synthetic image: the prompted class's probability (``confidence``), the judge's arg-max and
+    ``outlier_z``, the distance to the class's real feature centroid z-scored by the real images' own distances."""
     fake_labels = synthetic.frame["label"].to_numpy()
-    # outlier score: distance to the class's real feature centroid, z-scored by the real images' own distances
     outlier = np.full(len(fake_f), np.nan)
     for label in classes:
         reference = real_f[real_labels == label]
@@ -228,10 +240,10 @@ def score_synthetic(manifest: Manifest, *, epochs: int, resolution_px: int, seed
         mask = fake_labels == label
         outlier[mask] = (np.linalg.norm(fake_f[mask] - centre, axis=1) - spread.mean()) / (spread.std() + 1e-8)
     confidence = np.array([fake_p[i, classes.index(l)] if l in classes else 0.0 for i, l in enumerate(fake_labels)])
-    scores = pd.DataFrame({"id": synthetic.frame["id"].to_numpy(), "label": fake_labels,
-                           "operation": synthetic.frame["operation"].to_numpy(), "confidence": confidence,
-                           "predicted": [classes[i] for i in fake_p.argmax(1)], "outlier_z": outlier})
-    return classifier, classes, (real_x, real_f, real_labels), (fake_x, fake_f, fake_labels), scores, val_accuracy
+    return pd.DataFrame({"id": synthetic.frame["id"].to_numpy(), "label": fake_labels,
+                         "operation": synthetic.frame["operation"].to_numpy(), "confidence": confidence,
+                         "predicted": [classes[i] for i in fake_p.argmax(1)] if len(fake_p) else [],
+                         "outlier_z": outlier})
 
 
 def score_synthetic_generic(manifest: Manifest, *, seed: int, resolution_px: int = 128):
@@ -259,27 +271,11 @@ def score_synthetic_generic(manifest: Manifest, *, seed: int, resolution_px: int
               if fake_images else np.zeros((0, real_s.shape[1])))
     order = [list(probe.classes_).index(c) for c in classes]
     fake_p = probe.predict_proba(fake_s)[:, order] if len(fake_s) else np.zeros((0, len(classes)))
+    val_accuracy = float("nan")
     if len(val):
         val_pred = probe.predict(scaler.transform(generic_features(_load(val), extractor)))
-        val_true = val.frame["label"].to_numpy()
-        recalls = [float((val_pred[val_true == c] == c).mean()) for c in np.unique(val_true) if c in classes]
-        val_accuracy = float(np.mean(recalls)) if recalls else float("nan")
-    else:
-        val_accuracy = float("nan")
-    fake_labels = synthetic.frame["label"].to_numpy()
-    outlier = np.full(len(fake_s), np.nan)
-    for label in classes:
-        reference = real_s[real_labels == label]
-        centre = reference.mean(0)
-        spread = np.linalg.norm(reference - centre, axis=1)
-        mask = fake_labels == label
-        outlier[mask] = (np.linalg.norm(fake_s[mask] - centre, axis=1) - spread.mean()) / (spread.std() + 1e-8)
-    confidence = np.array([fake_p[i, classes.index(l)] if l in classes else 0.0 for i, l in enumerate(fake_labels)])
-    scores = pd.DataFrame({"id": synthetic.frame["id"].to_numpy(), "label": fake_labels,
-                           "operation": synthetic.frame["operation"].to_numpy(), "confidence": confidence,
-                           "predicted": [classes[i] for i in fake_p.argmax(1)] if len(fake_p) else [],
-                           "outlier_z": outlier})
-    return probe, classes, None, None, scores, val_accuracy
+        val_accuracy = _balanced_accuracy(val_pred, val.frame["label"].to_numpy(), classes)
+    return probe, classes, None, None, _judge_scores(synthetic, classes, real_s, real_labels, fake_s, fake_p), val_accuracy
 
 
 class _ImageNetFeatures(nn.Module):

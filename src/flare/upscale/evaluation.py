@@ -46,13 +46,13 @@ def write_scores(out: str | Path, scores: list[SRScore], per_image: pd.DataFrame
     return out / SCORES_NAME
 
 
-def _pairs(dataset: str | Path, split: str | None, max_images: int | None, seed: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    manifest = Manifest.read(dataset)
+def _pairs(manifest: Manifest, split: str | None, max_images: int | None,
+           seed: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
     rows = [r for r in manifest.filter(stage=list(SOURCE_STAGES)).records() if r["truth_path"]]
     if split:
         rows = [r for r in rows if r["split"] == split]
     if not rows:
-        raise FlareError(f"evaluate.sr: {str(dataset)!r} has no source rows with truth_path"
+        raise FlareError(f"evaluate.sr: {str(manifest.root)!r} has no source rows with truth_path"
                          + (f" in split {split!r}" if split else ""))
     rows.sort(key=lambda r: r["id"])
     if max_images is not None and len(rows) > max_images:
@@ -71,8 +71,8 @@ def evaluate_sr(dataset: str | Path, backends: list[str], *, options: dict[str, 
         options: per-backend factory options (e.g. ``{"swinir-trained": {"weights": "model/"}}``).
         max_images: a seeded subset of at most this many pairs (sorted by id).
     """
-    pairs = _pairs(dataset, split, max_images, seed)
     manifest = Manifest.read(dataset)
+    pairs = _pairs(manifest, split, max_images, seed)
     scores, per_image = [], []
     for name in backends:
         backend_options = dict((options or {}).get(name, {}))
