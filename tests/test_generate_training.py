@@ -110,5 +110,42 @@ def test_training_is_deterministic_for_a_seed_and_records_its_views(sim_dataset,
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not all(torch.equal(first[k], uniform[k]) for k in first)
     summary = json.loads((model / "training.json").read_text())
-    assert (summary["config"]["views"], summary["config"]["sampling"]) == ("d4", "balanced")
+    assert (summary["config"]["views"], summary["config"]["sampling"], summary["config"]["chirality"]) == (
+        "d4", "balanced", "mirror")
     assert "views d4" in (model / "README.md").read_text()
+    assert summary["mirrored_classes"] == {"spiral_anticlockwise": "spiral_clockwise"}  # chirality: mirror
+    assert "spiral_anticlockwise" not in summary["class_prompts"]  # its prompt is never learnt
+    learnt, learnt_weights = weights("d", chirality="learn")
+    assert json.loads((learnt / "training.json").read_text())["mirrored_classes"] == {}
+    assert not all(torch.equal(first[k], learnt_weights[k]) for k in first)
+
+
+def test_mirror_chirality_learns_the_first_class_of_a_pair_from_both():
+    from flare.generate.train_embedded import training_views, view_rule
+
+    taxonomy = load_taxonomy("gz1")  # mirror pair [spiral_clockwise, spiral_anticlockwise]
+    perm, always = view_rule(CLASSES, taxonomy, "mirror")
+    elliptical, anticlockwise, clockwise = (CLASSES.index(c) for c in
+                                            ("elliptical", "spiral_anticlockwise", "spiral_clockwise"))
+    assert always.tolist() == [False, True, False] and perm[anticlockwise] == clockwise and perm[clockwise] == -1
+    clean = _asymmetric_batch(96)
+    labels = torch.tensor([elliptical, anticlockwise, clockwise] * 32)
+    images, new_labels, views = training_views(clean, labels, "d4", perm, torch.Generator().manual_seed(0), always)
+    for image, original, view in zip(images, clean, views):
+        assert torch.equal(image, torch.from_numpy(apply_view(original.numpy(), int(view))))
+    # every anticlockwise image is shown mirrored, so it is a clockwise one; clockwise ones are never mirrored
+    assert views[labels == anticlockwise].min() >= 4 and views[labels == clockwise].max() < 4
+    assert set(views[labels == elliptical].tolist()) == set(range(8))  # achiral classes keep all 8 views
+    assert (new_labels != anticlockwise).all() and torch.equal(new_labels[labels != anticlockwise],
+                                                               labels[labels != anticlockwise])
+    # rot90 views still mirror the second class of the pair into the first
+    _, new_labels, views = training_views(clean, labels, "rot90", perm, torch.Generator().manual_seed(1), always)
+    assert views[labels == anticlockwise].min() >= 4 and views[labels != anticlockwise].max() < 4
+    # learn: the old rule (both prompts, mirrored views relabelled), nothing forced
+    perm, always = view_rule(CLASSES, taxonomy, "learn")
+    assert perm.tolist() == [0, 2, 1] and not always.any()
+    # a pair with one class trained has nothing to mirror from: that class keeps rotations only
+    perm, always = view_rule(["elliptical", "spiral_anticlockwise"], taxonomy, "mirror")
+    assert perm.tolist() == [0, -1] and not always.any()
+    with pytest.raises(ConfigError, match="chirality"):
+        view_rule(CLASSES, taxonomy, "ignore")

@@ -192,6 +192,11 @@ class GenerateConfig(_Section):
     train_views: Literal["d4", "rot90"] = "d4"
     # balanced: each epoch draws every class equally often (seeded, with replacement); uniform: each image once
     train_sampling: Literal["balanced", "uniform"] = "balanced"
+    # mirror: of each mirror pair (clockwise, anticlockwise) the generator learns the first class only, shown in
+    # that sense (the second's images mirrored), and a job of the second class is made as the mirror image of a
+    # sample of the first (a mirror of the sky is the sky with the pair swapped: exact); learn: both prompts are
+    # learnt (mirrored views relabelled) and each is sampled from its own prompt (docs/generation.md)
+    chirality: Literal["mirror", "learn"] = "mirror"
     # confidence: keep a synthetic image when a classifier trained on the real train split gives its prompted
     # class p >= filter_threshold; 0.5 is the lowest value that makes the prompted class the most probable one
     # whatever the number of classes. outlier: keep when its feature z-score <= filter_threshold

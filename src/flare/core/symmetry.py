@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 __all__ = ["VIEWS", "view_mirrors", "views_mirror", "apply_view", "mirror_permutation",
-           "average_views"]
+           "average_views", "mirrored_classes"]
 
 VIEWS = tuple(range(8))
 
@@ -56,3 +56,11 @@ def average_views(probabilities: Iterable[tuple[int, np.ndarray]], mirror_perm: 
         total = aligned.astype(np.float64) if total is None else total + aligned
         count += 1
     return (total / count).astype(np.float32)
+
+
+def mirrored_classes(classes: Iterable[str], mirror_pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """``{b: a}`` for every mirror pair ``(a, b)`` with both classes among ``classes``: class ``b`` can be made
+    as the mirror image of class ``a`` (its canonical sense, the first of the pair). A pair with one class
+    present maps nothing (that class stands alone)."""
+    present = set(classes)
+    return {b: a for a, b in mirror_pairs if a in present and b in present}

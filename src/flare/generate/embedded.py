@@ -24,7 +24,7 @@ from flare.generate.registry import register_generator
 from flare.generate.text_encoder import EMBEDDING_DIM, MiniLMTextEncoder
 
 __all__ = ["EmbeddedDiffusionPipeline", "EmbeddedGenerator", "tiny_unet", "training_scheduler", "SCHEDULERS", "PREDICTION_TYPES",
-           "images_to_tensor"]
+           "images_to_tensor", "trained_mirrors"]
 
 SCHEDULERS = ("ddim", "dpm")
 
@@ -188,6 +188,15 @@ class EmbeddedDiffusionPipeline:
                    "strength": strength if image is not None else None, "seed": int(s),
                    "scheduler": type(self.scheduler).__name__} for p, s in zip(prompts, seeds)]
         return GenerationOutput(to_uint8_images(sample.cpu()), [int(s) for s in seeds], params)
+
+
+def trained_mirrors(model_dir: str | Path) -> dict[str, str]:
+    """``{class: canonical class}`` the model at ``model_dir`` makes by mirroring (its ``training.json``;
+    empty for a model that learnt every prompt, or one trained before ``chirality`` existed)."""
+    summary = Path(model_dir) / "training.json"
+    if not summary.is_file():
+        return {}
+    return dict(json.loads(summary.read_text()).get("mirrored_classes") or {})
 
 
 def _unet_hash(model_dir: Path) -> str:

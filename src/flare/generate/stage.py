@@ -4,6 +4,10 @@ Every synthetic image is a train-split row of stage ``generate`` with operation 
 parents) or ``i2i-variation`` (its parent's origin id and ``parent_ids``). Its seed is derived from the run
 seed and its own id, and ``params`` holds prompt, guidance, steps, strength, scheduler, the backend's frozen
 config and how it was brought to the dataset's size, so any image can be remade alone.
+
+With ``generate.chirality: mirror`` a job of the second class of a mirror pair (anticlockwise) is made for the
+first class's prompt and mirrored left-right (a variation mirrors its parent in and the result back); its row
+keeps its own label, and ``params`` records ``mirrored`` and the ``sampled_label``.
 """
 
 from __future__ import annotations
@@ -23,16 +27,18 @@ from flare.core.files import atomic_write_bytes, output_is_valid, prepare_output
 from flare.core.io import load_rgb, write_image
 from flare.core.manifest import Manifest, base_images, derived_id
 from flare.core.seeding import derive_seed
+from flare.core.symmetry import mirrored_classes
 from flare.core.taxonomy import Taxonomy
 from flare.generate.prompts import PromptBuilder
 
-__all__ = ["GenerateWorker", "GenerateResult", "plan_jobs", "plan_counts", "balance_counts", "run_generate",
+__all__ = ["GenerateWorker", "GenerateResult", "plan_jobs", "plan_counts", "balance_counts", "sampling_mirrors", "run_generate",
            "ensure_embedded_model", "T2I_OPERATION", "VARIATION_OPERATION", "REPORT_NAME"]
 
 T2I_OPERATION = "t2i"
 VARIATION_OPERATION = "i2i-variation"
 EMBEDDED_MODEL_FOLDER = "embedded-model"
-JOB_COLUMNS = ["id", "label", "macro_label", "origin_id", "operation", "prompt", "seed", "parent_id", "parent_path"]
+JOB_COLUMNS = ["id", "label", "macro_label", "origin_id", "operation", "prompt", "sampled_label", "mirrored", "seed",
+               "parent_id", "parent_path"]
 REPORT_NAME = "generate_report.json"  # beside the manifest: per-class counts, the filter and the audit summary
 
 
@@ -83,16 +89,22 @@ def plan_jobs(manifest: Manifest, taxonomy: Taxonomy, config: GenerateConfig, se
 
     Text-to-image counts per class come from :func:`plan_counts`; variations stay per source image (at most
     ``variation_max_per_class`` sources per class), the same for every class: each restyles one real train
-    image, so it adds views of existing objects rather than new ones, and the cap already bounds its cost."""
+    image, so it adds views of existing objects rather than new ones, and the cap already bounds its cost.
+
+    ``sampled_label`` is the class whose prompt is used: the job's own, or with ``chirality: mirror`` the
+    canonical class of its mirror pair (``mirrored`` true: the result is mirrored into the job's class)."""
     prompts = PromptBuilder(taxonomy, tuple(config.templates), dict(config.class_prompts))
     sources = base_images(manifest).filter(split="train")
     counts = plan_counts(manifest, config)
+    mirrors = sampling_mirrors(counts, taxonomy, config)
     jobs: list[dict[str, Any]] = []
     for label in sorted(counts):
+        sampled = mirrors.get(label, label)
         for index in range(int(counts[label]["t2i"])):
             job_id = f"generate-t2i-{_safe(label)}-{index:04d}"
             jobs.append({"id": job_id, "label": label, "macro_label": taxonomy.macro(label), "origin_id": job_id,
-                         "operation": T2I_OPERATION, "prompt": prompts.prompt(label, index),
+                         "operation": T2I_OPERATION, "prompt": prompts.prompt(sampled, index),
+                         "sampled_label": sampled, "mirrored": sampled != label,
                          "seed": derive_seed(seed, "generate", job_id), "parent_id": "", "parent_path": ""})
     if config.variations:
         if config.variation_source == "t2i":
@@ -106,14 +118,23 @@ def plan_jobs(manifest: Manifest, taxonomy: Taxonomy, config: GenerateConfig, se
             if config.variation_max_per_class is not None and count >= config.variation_max_per_class:
                 continue
             per_class[parent["label"]] = count + 1
+            sampled = mirrors.get(parent["label"], parent["label"])
             for variant in range(config.variations):
                 job_id = derived_id(parent["id"], "generate", f"-var{variant}")
                 jobs.append({"id": job_id, "label": parent["label"], "macro_label": taxonomy.macro(parent["label"]),
                              "origin_id": parent["origin_id"], "operation": VARIATION_OPERATION,
-                             "prompt": prompts.prompt(parent["label"], variant),
+                             "prompt": prompts.prompt(sampled, variant), "sampled_label": sampled,
+                             "mirrored": sampled != parent["label"],
                              "seed": derive_seed(seed, "generate", job_id), "parent_id": parent["id"],
                              "parent_path": parent["path"]})
     return pd.DataFrame(jobs, columns=JOB_COLUMNS)
+
+
+def sampling_mirrors(counts: dict[str, Any], taxonomy: Taxonomy, config: GenerateConfig) -> dict[str, str]:
+    """``{class: canonical class}`` for the classes made by mirroring (``chirality: mirror``; empty for
+    ``learn``): the second class of each mirror pair with both classes in the train split, as the embedded
+    generator learns them (:func:`flare.generate.train_embedded.view_rule`)."""
+    return mirrored_classes(counts, taxonomy.mirror_pairs) if config.chirality == "mirror" else {}
 
 
 def _safe(label: str) -> str:
@@ -150,7 +171,8 @@ class GenerateWorker:
                                                 guidance_scale=s["guidance_scale"], num_inference_steps=s["steps"])
             self._write(todo_t2i, output)
         if todo_var:
-            parents = [self._parent_image(j) for j in todo_var]
+            # a mirrored job varies its parent seen in the canonical sense; _write mirrors the result back
+            parents = [_mirror(self._parent_image(j)) if j["mirrored"] else self._parent_image(j) for j in todo_var]
             output = self.backend.variation(parents, [j["prompt"] for j in todo_var], [int(j["seed"]) for j in todo_var],
                                             strength=s["strength"], guidance_scale=s["guidance_scale"],
                                             num_inference_steps=s["steps"])
@@ -169,6 +191,9 @@ class GenerateWorker:
     def _write(self, jobs: list[dict[str, Any]], output) -> None:
         images, record = self.resize(output.images)
         for job, image, params in zip(jobs, images, output.params):
+            if job["mirrored"]:
+                image = _mirror(image)
+            params = {**params, "mirrored": bool(job["mirrored"]), "sampled_label": job["sampled_label"]}
             target = self._target(job)
             target.parent.mkdir(parents=True, exist_ok=True)
             write_image(target, image)
@@ -201,6 +226,11 @@ class GenerateWorker:
                           backend=self.backend.name, model_id=self.backend.model_id,
                           model_hash=self.backend.model_hash,
                           parent_ids=[job["parent_id"]] if job["parent_id"] else [])
+
+
+def _mirror(image: np.ndarray) -> np.ndarray:
+    """Left-right mirror of an (H, W, C) image: a spiral's sense of rotation reversed."""
+    return np.ascontiguousarray(image[:, ::-1])
 
 
 def ensure_embedded_model(dataset: Path, out: Path, config: GenerateConfig, seed: int,
@@ -250,8 +280,13 @@ def run_generate(dataset: str | Path, out: str | Path, config: GenerateConfig | 
     options: dict[str, Any] = {"model_path": config.model_path, "device": config.device}
     model_path = None
     if config.backend == "embedded":
+        from flare.generate.embedded import trained_mirrors
+
         model_path = str(ensure_embedded_model(dataset, out, config, seed, log))
         options = {"model_path": model_path, "scheduler": config.scheduler, "device": config.device}
+        if trained_mirrors(model_path) and config.chirality != "mirror":
+            raise ConfigError(f"generate.chirality: the model {model_path!r} learnt one class of each mirror pair "
+                              f"({', '.join(trained_mirrors(model_path))} by mirroring); sample it with chirality: mirror")
     settings = {"guidance_scale": config.guidance_scale, "steps": config.steps, "strength": config.strength,
                 "target_px": _target_size(sources), "upscaler": upscaler if config.upscale else None,
                 "upscale_backend": config.upscale_backend}
@@ -331,6 +366,9 @@ def _generate_report(counts: dict[str, dict[str, Any]], config: GenerateConfig, 
         "variations": {"per_source": config.variations, "source": config.variation_source,
                        "max_sources_per_class": config.variation_max_per_class},
         "classes": classes,
+        "chirality": {"rule": config.chirality,
+                      "mirrored": ({str(r["label"]): str(r["sampled_label"]) for r in jobs[jobs["mirrored"]].to_dict("records")}
+                                   if len(jobs) else {})},
         "filter": judgement.filter if judgement is not None else {"method": config.filter,
                                                                    "threshold": config.filter_threshold},
         "audit": ({"file": judgement.audit_file, "near_copies": judgement.audit.summary["near_copies"],

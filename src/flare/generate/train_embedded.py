@@ -5,7 +5,10 @@ a seeded draw with replacement, each image weighted by one over its class's coun
 often as the commonest) or a plain permutation (``"uniform"``). Each example is resized to ``resolution_px`` and
 shown in one of the eight D4 views (``views="d4"``: rot90 × mirror, ``flare.core.symmetry``); a mirrored view
 carries the mirror-pair label (clockwise ↔ anticlockwise spiral), so every spiral teaches both chiralities'
-prompts. ``views="rot90"`` keeps the four rotations only. One of the (possibly swapped) class's prompts is
+prompts. ``views="rot90"`` keeps the four rotations only. With ``chirality="mirror"`` (the default) only the
+first class of each mirror pair is learnt: its images are shown in rotations only, the second class's images in
+mirrored rotations only (which makes them images of the first class), so every spiral teaches the one prompt and the
+generate stage makes the second class by mirroring. One of the (possibly swapped) class's prompts is
 embedded, and replaced by the unconditional zero vector with probability ``condition_dropout`` (Ho & Salimans
 2022). The denoiser learns x0-prediction (by default) on a cosine DDPM schedule; an EMA of its weights is what gets
 saved. Every ``checkpoint_every`` epochs the state (weights, EMA, optimiser, epoch) goes to
@@ -32,17 +35,18 @@ from flare.core.io import load_rgb
 from flare.core.manifest import Manifest, base_images
 from flare.core.progress import make_progress
 from flare.core.seeding import derive_seed
-from flare.core.symmetry import apply_view, mirror_permutation, view_mirrors
+from flare.core.symmetry import apply_view, mirror_permutation, mirrored_classes, view_mirrors
 from flare.core.taxonomy import Taxonomy
 from flare.generate.embedded import EmbeddedDiffusionPipeline, images_to_tensor, tiny_unet, training_scheduler
 from flare.generate.prompts import PromptBuilder
 from flare.generate.text_encoder import MiniLMTextEncoder
 
 __all__ = ["EmbeddedTrainingConfig", "TrainingResult", "train_embedded", "training_images", "epoch_order",
-           "training_views", "trainable_mirror_permutation", "TRAIN_VIEWS", "TRAIN_SAMPLING"]
+           "training_views", "trainable_mirror_permutation", "view_rule", "TRAIN_VIEWS", "TRAIN_SAMPLING", "CHIRALITY"]
 
 TRAIN_VIEWS = ("d4", "rot90")
 TRAIN_SAMPLING = ("balanced", "uniform")
+CHIRALITY = ("mirror", "learn")
 
 
 # The run config is the one home of every setting it has a field for (generate.train_*, templates, device, seed).
@@ -69,6 +73,7 @@ class EmbeddedTrainingConfig:
     checkpoint_every: int = 5
     views: str = _GENERATE.train_views  # "d4": rot90 × mirror, mirror-pair labels swapped; "rot90": rotations only
     sampling: str = _GENERATE.train_sampling  # "balanced": every class drawn equally often; "uniform": each image once
+    chirality: str = _GENERATE.chirality  # "mirror": one class per mirror pair learnt, the other made by mirroring
     source: str = _GENERATE.train_source  # "base": base_images (upscaled or observed); "truth": the rows' HR truth_path
     templates: tuple[str, ...] = tuple(_GENERATE.templates)
     class_prompts: dict[str, list[str]] = field(default_factory=lambda: dict(_GENERATE.class_prompts))
@@ -83,7 +88,7 @@ class EmbeddedTrainingConfig:
         return cls(**{
             "resolution_px": generate.train_resolution_px, "epochs": generate.train_epochs,
             "batch_size": generate.train_batch_size, "source": generate.train_source,
-            "views": generate.train_views, "sampling": generate.train_sampling,
+            "views": generate.train_views, "sampling": generate.train_sampling, "chirality": generate.chirality,
             "templates": tuple(generate.templates), "class_prompts": dict(generate.class_prompts),
             "max_minutes": generate.train_max_minutes, "seed": seed, "device": generate.device,
             # Never longer than the run: a short run records the interval it really used.
@@ -150,17 +155,40 @@ def trainable_mirror_permutation(classes: list[str], taxonomy: Taxonomy) -> np.n
     return perm
 
 
+def view_rule(classes: list[str], taxonomy: Taxonomy, chirality: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(mirror_perm, always_mirror)`` for :func:`training_views`.
+
+    ``"learn"``: :func:`trainable_mirror_permutation`, nothing forced. ``"mirror"``: for each mirror pair
+    ``(a, b)`` trained here (:func:`~flare.core.symmetry.mirrored_classes`), ``a`` is shown in rotations only
+    (``-1``, label kept) and ``b`` always mirrored, which makes it an ``a`` image; ``b``'s prompt is never
+    learnt."""
+    if chirality not in CHIRALITY:
+        raise ConfigError(f"generate.chirality: {chirality!r} is not one of {', '.join(CHIRALITY)}")
+    perm = trainable_mirror_permutation(classes, taxonomy)
+    always = np.zeros(len(classes), dtype=bool)
+    if chirality == "mirror":
+        for b, a in mirrored_classes(classes, taxonomy.mirror_pairs).items():
+            perm[classes.index(a)] = -1
+            perm[classes.index(b)] = classes.index(a)
+            always[classes.index(b)] = True
+    return perm, always
+
+
 def training_views(clean: torch.Tensor, labels: torch.Tensor, views: str, mirror_perm: np.ndarray,
-                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                   generator: torch.Generator, always_mirror: np.ndarray | None = None,
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A random D4 view of each ``(B, 3, R, R)`` image (``views="d4"``; ``"rot90"``: rotations only) and its label
     after the view: a mirrored view of class ``i`` is class ``mirror_perm[i]`` (clockwise ↔ anticlockwise).
-    Returns ``(images, labels, view indices)``."""
+    A class marked in ``always_mirror`` is always shown mirrored (:func:`view_rule`). Returns ``(images, labels,
+    view indices)``."""
     if views not in TRAIN_VIEWS:
         raise ConfigError(f"generate.train_views: {views!r} is not one of {', '.join(TRAIN_VIEWS)}")
     drawn = torch.randint(0, 8 if views == "d4" else 4, (len(clean),), generator=generator)
     # a class whose mirror is not trained keeps its rotation (view % 4) and its label
     unpaired = torch.from_numpy(mirror_perm[labels.numpy()] < 0)
     drawn = torch.where(unpaired, drawn % 4, drawn)
+    if always_mirror is not None:
+        drawn = torch.where(torch.from_numpy(always_mirror[labels.numpy()]), drawn % 4 + 4, drawn)
     images = torch.stack([torch.from_numpy(apply_view(image.numpy(), int(v))) for image, v in zip(clean, drawn)])
     swapped = torch.tensor([int(mirror_perm[int(c)]) if view_mirrors(int(v)) else int(c)
                             for c, v in zip(labels, drawn)], dtype=torch.long)
@@ -184,7 +212,8 @@ def train_embedded(dataset: str | Path, model_dir: str | Path, config: EmbeddedT
     embeddings = {label: text_encoder.embed(class_prompts[label]) for label in classes}  # (P, 1, 384) each
     data = images_to_tensor(images, config.resolution_px)
     label_index = [classes.index(label) for label in labels]
-    mirror_perm = trainable_mirror_permutation(classes, taxonomy)
+    mirror_perm, always_mirror = view_rule(classes, taxonomy, config.chirality)
+    learnt = [label for i, label in enumerate(classes) if not always_mirror[i]]
 
     device = select_device(config.device, "generate.device")
     torch.manual_seed(config.seed)
@@ -214,7 +243,7 @@ def train_embedded(dataset: str | Path, model_dir: str | Path, config: EmbeddedT
         for epoch in range(start_epoch, config.epochs):
             t0 = time.perf_counter()
             epoch_loss = _train_one_epoch(unet, ema, optimiser, noise_schedule, data, label_index, classes,
-                                          embeddings, mirror_perm, config, epoch)
+                                          embeddings, (mirror_perm, always_mirror), config, epoch)
             epoch_seconds.append(time.perf_counter() - t0)
             losses.append(epoch_loss)
             progress.update(task, advance=1, description=f"train embedded generator (loss {epoch_loss:.4f})")
@@ -240,7 +269,9 @@ def train_embedded(dataset: str | Path, model_dir: str | Path, config: EmbeddedT
     pipeline = EmbeddedDiffusionPipeline(unet.cpu(), noise_schedule, text_encoder)
     seconds = float(np.mean(epoch_seconds)) if epoch_seconds else 0.0
     summary = {"dataset": str(dataset.resolve()), "images": len(images), "classes": classes,
-               "class_prompts": class_prompts, "epochs_done": epochs_done, "seconds_per_epoch": seconds,
+               "class_prompts": {label: class_prompts[label] for label in learnt},
+               "mirrored_classes": {classes[i]: classes[int(mirror_perm[i])] for i in np.flatnonzero(always_mirror)},
+               "epochs_done": epochs_done, "seconds_per_epoch": seconds,
                "final_loss": losses[-1] if losses else None, "config": _jsonable(config)}
     pipeline.save_pretrained(model_dir, model_card=_model_card(summary))
     (model_dir / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -248,7 +279,7 @@ def train_embedded(dataset: str | Path, model_dir: str | Path, config: EmbeddedT
     return TrainingResult(model_dir, epochs_done, seconds, losses[-1] if losses else float("nan"), len(images))
 
 
-def _train_one_epoch(unet, ema, optimiser, noise_schedule, data, label_index, classes, embeddings, mirror_perm,
+def _train_one_epoch(unet, ema, optimiser, noise_schedule, data, label_index, classes, embeddings, rule,
                      config, epoch) -> float:
     generator = torch.Generator("cpu").manual_seed(derive_seed(config.seed, "generate-train", epoch))
     device = next(unet.parameters()).device
@@ -258,7 +289,7 @@ def _train_one_epoch(unet, ema, optimiser, noise_schedule, data, label_index, cl
     total, count = 0.0, 0
     for start in range(0, len(order), config.batch_size):
         index = order[start:start + config.batch_size]
-        clean, labels, _ = training_views(data[index], labels_all[index], config.views, mirror_perm, generator)
+        clean, labels, _ = training_views(data[index], labels_all[index], config.views, rule[0], generator, rule[1])
         condition = []
         for label in labels.tolist():
             table = embeddings[classes[label]]
@@ -302,6 +333,7 @@ def _jsonable(config: EmbeddedTrainingConfig) -> dict:
 
 def _model_card(summary: dict) -> str:
     config = summary["config"]
+    mirrored = "".join(f"; `{b}` is made as the mirror image of `{a}`" for b, a in summary["mirrored_classes"].items())
     prompts = "\n".join(f"- `{label}`: " + "; ".join(f"\"{p}\"" for p in ps) for label, ps in summary["class_prompts"].items())
     return f"""---
 library_name: diffusers
@@ -315,7 +347,8 @@ embeddings of class prompts, trained by `flare generate train` with classifier-f
 (condition dropout {config['condition_dropout']}).
 
 - Training data: {summary['images']} train-split images of `{summary['dataset']}` (source: {config['source']});
-  views {config['views']} (d4: rot90 x mirror, mirror-pair labels swapped), sampling {config['sampling']}
+  views {config['views']} (d4: rot90 x mirror, mirror-pair labels swapped), sampling {config['sampling']}, chirality
+  {config['chirality']}{mirrored}
 - Epochs: {summary['epochs_done']} (batch {config['batch_size']}, lr {config['learning_rate']}, EMA {config['ema_decay']},
   seed {config['seed']}); final loss {summary['final_loss']}; {summary['seconds_per_epoch']:.1f} s per epoch
 - Schedule: DDPM cosine, 1000 steps, prediction type {config['prediction_type']}; sample with DDIM or DPM-Solver (`scheduler/`)
