@@ -241,6 +241,9 @@ def test_quality_table_and_filter(generated):
     # the generic ImageNet space sits beside the domain one
     assert {"fid_imagenet", "kid_imagenet", "precision_imagenet", "recall_imagenet", "agreement_imagenet"} <= set(table.columns)
     assert 0 <= table.loc["all", "agreement_imagenet"] <= 1 and np.isfinite(table.loc["all", "fid_imagenet"])
+    # each judge's recall on the class's real val images sits beside its agreement
+    assert {"real_val_recall", "real_val_recall_imagenet"} <= set(table.columns)
+    assert 0 <= table.loc["all", "real_val_recall"] <= 1 and 0 <= table.loc["all", "real_val_recall_imagenet"] <= 1
     kept, dropped = filter_synthetic(result.manifest, method="confidence", threshold=0.2, epochs=2, resolution_px=16)
     assert len(kept) == len(result.manifest) - dropped
     scores = [json.loads(r["params"])["filter"]["score"] for r in kept.filter(stage="generate").records()]
@@ -256,6 +259,25 @@ def test_quality_table_and_filter(generated):
     assert manifold_precision_recall(points, points) == (1.0, 1.0)
     far_precision, _ = manifold_precision_recall(points, points + 100)
     assert far_precision == 0.0
+
+
+def test_the_mirror_symmetric_judge_mirrors_its_predictions(sim_dataset):
+    """Given the mirror pairs, the generic judge's prediction for a mirrored image is exactly the mirrored
+    prediction; without them it is an ordinary probe."""
+    from flare.core.dataset import Dataset
+    from flare.metrics.synthetic import GenericJudge, _load, _to_tensor, generic_extractor
+
+    dataset = Dataset.open(sim_dataset)
+    rows = dataset.manifest.filter(split="train")
+    images, labels = _to_tensor(_load(rows), 32), rows.frame["label"].to_numpy()
+    pairs = dataset.taxonomy.mirror_pairs
+    mirror = dict(pairs) | {b: a for a, b in pairs}
+    judge = GenericJudge(generic_extractor(), images, labels, mirror, seed=0)
+    predicted, of_mirrors = judge.predict(images), judge.predict(torch.flip(images, dims=(3,)))
+    assert [mirror.get(label, label) for label in predicted] == of_mirrors.tolist()
+    assert {"spiral_clockwise", "spiral_anticlockwise"} & set(predicted)  # the pair is predicted at all
+    plain = GenericJudge(generic_extractor(), images, labels, {}, seed=0)
+    assert len(plain.probe.coef_[0]) == len(judge.probe.coef_[0]) and plain.predict(images[:0]).size == 0
 
 
 def test_pipeline_step_trains_then_generates(sim_dataset, tmp_path):

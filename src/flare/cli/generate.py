@@ -117,11 +117,13 @@ def quality(dataset: Annotated[Path, typer.Argument(help="A generated dataset fo
             generic: Annotated[Optional[bool], typer.Option("--generic/--no-generic", help="Also score in the ImageNet EfficientNet-Lite0 feature space (*_imagenet columns).")] = None) -> None:
     """Per class: FID/KID, precision/recall and real-classifier agreement with the prompt, in domain features
     and in ImageNet EfficientNet-Lite0 features."""
-    from flare.core.manifest import Manifest
+    from flare.core.dataset import Dataset
     from flare.metrics.synthetic import synthetic_quality
 
-    report = synthetic_quality(Manifest.read(dataset), **given(epochs=epochs, resolution_px=resolution, seed=seed,
-                                                               reference=reference, generic=generic))
+    opened = Dataset.open(dataset)
+    report = synthetic_quality(opened.manifest, mirror_pairs=opened.taxonomy.mirror_pairs,
+                               **given(epochs=epochs, resolution_px=resolution, seed=seed, reference=reference,
+                                       generic=generic))
     path = out or dataset / "synthetic_quality.csv"
     report.table.to_csv(path, index=False)
     table = Table(*report.table.columns)
