@@ -284,9 +284,10 @@ def run_generate(dataset: str | Path, out: str | Path, config: GenerateConfig | 
 
         model_path = str(ensure_embedded_model(dataset, out, config, seed, log))
         options = {"model_path": model_path, "scheduler": config.scheduler, "device": config.device}
-        if trained_mirrors(model_path) and config.chirality != "mirror":
-            raise ConfigError(f"generate.chirality: the model {model_path!r} learnt one class of each mirror pair "
-                              f"({', '.join(trained_mirrors(model_path))} by mirroring); sample it with chirality: mirror")
+        unlearnt = trained_mirrors(model_path)
+        if unlearnt and config.chirality != "mirror":
+            raise ConfigError(f"generate.chirality: the model {model_path!r} learnt no prompt for "
+                              f"{', '.join(unlearnt)} (it makes them by mirroring); sample it with chirality: mirror")
     settings = {"guidance_scale": config.guidance_scale, "steps": config.steps, "strength": config.strength,
                 "target_px": _target_size(sources), "upscaler": upscaler if config.upscale else None,
                 "upscale_backend": config.upscale_backend}
