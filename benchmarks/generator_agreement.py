@@ -51,11 +51,9 @@ def main() -> None:
     dataset = Dataset.open(args.dataset)
     real = base_images(dataset.manifest)
     train, val = real.filter(split="train"), real.filter(split="val")
-    pairs = dataset.taxonomy.mirror_pairs
-    mirror = dict(pairs) | {b: a for a, b in pairs}
     extractor = generic_extractor()
-    judge = GenericJudge(extractor, _to_tensor(_load(train), args.side), train.frame["label"].to_numpy(), mirror,
-                         args.seed)
+    judge = GenericJudge(extractor, _to_tensor(_load(train), args.side), train.frame["label"].to_numpy(),
+                         dataset.taxonomy.mirror_pairs, args.seed)
     val_labels = val.frame["label"].to_numpy()
     val_predicted = judge.predict(_to_tensor(_load(val), args.side))
     classes = sorted(set(train.frame["label"]))

@@ -272,11 +272,11 @@ def test_the_mirror_symmetric_judge_mirrors_its_predictions(sim_dataset):
     images, labels = _to_tensor(_load(rows), 32), rows.frame["label"].to_numpy()
     pairs = dataset.taxonomy.mirror_pairs
     mirror = dict(pairs) | {b: a for a, b in pairs}
-    judge = GenericJudge(generic_extractor(), images, labels, mirror, seed=0)
+    judge = GenericJudge(generic_extractor(), images, labels, pairs, seed=0)
     predicted, of_mirrors = judge.predict(images), judge.predict(torch.flip(images, dims=(3,)))
     assert [mirror.get(label, label) for label in predicted] == of_mirrors.tolist()
     assert {"spiral_clockwise", "spiral_anticlockwise"} & set(predicted)  # the pair is predicted at all
-    plain = GenericJudge(generic_extractor(), images, labels, {}, seed=0)
+    plain = GenericJudge(generic_extractor(), images, labels, (), seed=0)
     assert len(plain.probe.coef_[0]) == len(judge.probe.coef_[0]) and plain.predict(images[:0]).size == 0
 
 

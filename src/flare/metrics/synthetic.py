@@ -42,6 +42,7 @@ from flare.core.errors import ConfigError, ManifestError
 from flare.core.io import load_rgb
 from flare.core.manifest import Manifest, base_images
 from flare.core.seeding import derive_seed
+from flare.core.symmetry import apply_view, average_views, mirror_permutation
 
 __all__ = ["FeatureClassifier", "train_feature_classifier", "synthetic_quality", "QualityReport",
            "manifold_precision_recall", "score_synthetic", "generic_extractor", "generic_features", "GenericJudge"]
@@ -217,14 +218,13 @@ def score_synthetic(manifest: Manifest, *, epochs: int, resolution_px: int, seed
         fake_f = (torch.cat([classifier.features(fake_x[i:i + 1]) for i in range(len(fake_x))]).numpy()
                   if len(fake_x) else classifier.features(fake_x).numpy())
         fake_p = torch.softmax(classifier.head(torch.from_numpy(fake_f)), dim=1).numpy()
-        val_accuracy = float("nan")
-        if len(val):
-            val_pred = classifier(_to_tensor(_load(val, column), resolution_px)).argmax(1).numpy()
-            val_accuracy = _balanced_accuracy([classes[i] for i in val_pred], val.frame["label"].to_numpy(), classes)
+        val_x, val_labels = _to_tensor(_load(val, column), resolution_px), val.frame["label"].to_numpy()
+        val_pred = np.array(classes)[classifier(val_x).argmax(1).numpy()] if len(val) else np.array([])
+    val_accuracy = _balanced_accuracy(val_pred, val_labels, classes)
     real_labels = train.frame["label"].to_numpy()
     scores = _judge_scores(synthetic, classes, real_f, real_labels, fake_f, fake_p)
     return (classifier, classes, (real_x, real_f, real_labels), (fake_x, fake_f, synthetic.frame["label"].to_numpy()),
-            scores, val_accuracy)
+            (val_x, val_labels, val_pred), scores, val_accuracy)
 
 
 def _balanced_accuracy(predicted: Sequence[str], true: np.ndarray, classes: list[str]) -> float:
@@ -283,7 +283,8 @@ def score_synthetic_generic(manifest: Manifest, *, seed: int, resolution_px: int
     if len(val):
         val_pred = probe.predict(scaler.transform(generic_features(_load(val), extractor)))
         val_accuracy = _balanced_accuracy(val_pred, val.frame["label"].to_numpy(), classes)
-    return probe, classes, None, None, _judge_scores(synthetic, classes, real_s, real_labels, fake_s, fake_p), val_accuracy
+    return (probe, classes, None, None, None, _judge_scores(synthetic, classes, real_s, real_labels, fake_s, fake_p),
+            val_accuracy)
 
 
 class _ImageNetFeatures(nn.Module):
@@ -338,49 +339,55 @@ def _recall(predicted: np.ndarray, true: np.ndarray, label: str) -> float:
 
 
 class GenericJudge:
-    """A class-balanced logistic regression on Lite0 features of real images; mirror-symmetric given ``mirror``
-    (label → its mirror-pair label): it also learns every image's mirror image with the pair label swapped, and
-    :meth:`predict` averages an image's probabilities with its mirror image's (pair labels swapped back), so
-    the prediction for a mirrored image is exactly the mirrored prediction."""
+    """A class-balanced logistic regression on Lite0 features of real images; mirror-symmetric given
+    ``mirror_pairs`` (the taxonomy's): it also learns every image's mirror image (D4 view 4) with the pair label
+    swapped, and :meth:`predict` averages an image's probabilities with its mirror image's
+    (:func:`flare.core.symmetry.average_views`), so the prediction for a mirrored image is exactly the mirrored
+    prediction."""
 
-    def __init__(self, extractor: nn.Module, images: torch.Tensor, labels: np.ndarray, mirror: dict[str, str],
-                 seed: int, real_features: np.ndarray | None = None):
+    MIRROR_VIEW = 4  # the left-right mirror, no quarter turn (flare.core.symmetry)
+
+    def __init__(self, extractor: nn.Module, images: torch.Tensor, labels: np.ndarray,
+                 mirror_pairs: Sequence[tuple[str, str]], seed: int, real_features: np.ndarray | None = None):
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler
 
-        self.extractor, self.mirror = extractor, mirror
+        self.extractor, self.symmetric = extractor, bool(mirror_pairs)
+        mirror = dict(mirror_pairs) | {b: a for a, b in mirror_pairs}
         features = _features_in_batches(extractor, images) if real_features is None else real_features
-        if mirror:
-            features = np.concatenate([features, _features_in_batches(extractor, torch.flip(images, dims=(3,)))])
+        if self.symmetric:
+            features = np.concatenate([features, _features_in_batches(extractor, self._mirrored(images))])
             labels = np.concatenate([labels, [mirror.get(label, label) for label in labels]])
         self.scaler = StandardScaler().fit(features)
         self.probe = LogisticRegression(max_iter=2000, class_weight="balanced",
                                         random_state=derive_seed(seed, "quality-generic"))
         self.probe.fit(self.scaler.transform(features), labels)
-        classes = list(self.probe.classes_)
-        self._swap = np.array([classes.index(mirror.get(c, c)) for c in classes])
+        self._mirror_perm = mirror_permutation(list(self.probe.classes_), lambda c: mirror.get(c, c))
+
+    def _mirrored(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(apply_view(images.numpy(), self.MIRROR_VIEW))
 
     def predict(self, images: torch.Tensor, features: np.ndarray | None = None) -> np.ndarray:
         """Predicted labels of ``(B, 3, H, W)`` images in [0, 1] (``features``: theirs, when already computed)."""
         if not len(images):
             return np.array([])
         features = _features_in_batches(self.extractor, images) if features is None else features
-        p = self.probe.predict_proba(self.scaler.transform(features))
-        if self.mirror:
-            flipped = _features_in_batches(self.extractor, torch.flip(images, dims=(3,)))
-            p = (p + self.probe.predict_proba(self.scaler.transform(flipped))[:, self._swap]) / 2
-        return self.probe.classes_[p.argmax(1)]
+        views = [(0, self.probe.predict_proba(self.scaler.transform(features)))]
+        if self.symmetric:
+            flipped = _features_in_batches(self.extractor, self._mirrored(images))
+            views.append((self.MIRROR_VIEW, self.probe.predict_proba(self.scaler.transform(flipped))))
+        return self.probe.classes_[average_views(views, self._mirror_perm).argmax(1)]
 
 
 def _generic_columns(real_x: torch.Tensor, real_labels: np.ndarray, fake_x: torch.Tensor, fake_labels: np.ndarray,
                      groups: list[tuple[str, np.ndarray, np.ndarray]], seed: int,
-                     val: tuple[torch.Tensor, np.ndarray], mirror: dict[str, str]) -> dict[str, dict[str, float]]:
+                     val: tuple[torch.Tensor, np.ndarray],
+                     mirror_pairs: Sequence[tuple[str, str]]) -> dict[str, dict[str, float]]:
     """``{class: {fid_imagenet, kid_imagenet, precision_imagenet, recall_imagenet, agreement_imagenet,
-    real_val_recall_imagenet}}``; with a non-empty ``mirror`` (label → its mirror-pair label) the probe is
-    mirror-symmetric (:class:`GenericJudge`)."""
+    real_val_recall_imagenet}}``; given ``mirror_pairs`` the probe is mirror-symmetric (:class:`GenericJudge`)."""
     extractor = _ImageNetFeatures().eval()
     real_f, fake_f = _features_in_batches(extractor, real_x), _features_in_batches(extractor, fake_x)
-    judge = GenericJudge(extractor, real_x, real_labels, mirror, seed, real_features=real_f)
+    judge = GenericJudge(extractor, real_x, real_labels, mirror_pairs, seed, real_features=real_f)
     predicted, val_predicted = judge.predict(fake_x, fake_f), judge.predict(val[0])
     out: dict[str, dict[str, float]] = {}
     for label, real_mask, fake_mask in groups:
@@ -403,15 +410,11 @@ def synthetic_quality(manifest: Manifest, *, epochs: int = 30, resolution_px: in
     ``reference="truth"`` compares with the real rows' HR truth (``truth_path``) instead of their base images: the
     right reference for a generator trained with ``--source truth``. ``generic`` adds the same scores in the
     ImageNet EfficientNet-Lite0 feature space (``*_imagenet`` columns), mirror-symmetric given ``mirror_pairs``."""
-    classifier, classes, real, fake, scores, val_accuracy = score_synthetic(manifest, epochs=epochs, resolution_px=resolution_px,
-                                                                    seed=seed, reference=reference)
+    classifier, classes, real, fake, val, scores, val_accuracy = score_synthetic(
+        manifest, epochs=epochs, resolution_px=resolution_px, seed=seed, reference=reference)
     real_x, real_f, real_labels = real
     fake_x, fake_f, fake_labels = fake
-    val = base_images(manifest).filter(split="val")
-    val_x = _to_tensor(_load(val, "truth_path" if reference == "truth" else "path"), resolution_px)
-    val_labels = val.frame["label"].to_numpy()
-    with torch.no_grad():
-        val_pred = np.array(classes)[classifier(val_x).argmax(1).numpy()] if len(val_x) else np.array([])
+    val_x, val_labels, val_pred = val
     extractor = _FeatureView(classifier).eval()
     rows: list[dict[str, Any]] = []
     groups = [(label, real_labels == label, fake_labels == label) for label in classes]
@@ -428,7 +431,7 @@ def synthetic_quality(manifest: Manifest, *, epochs: int = 30, resolution_px: in
                      "real_val_recall": _recall(val_pred, val_labels, label)})
     if generic:
         extra = _generic_columns(real_x, real_labels, fake_x, fake_labels, groups, seed, (val_x, val_labels),
-                                 dict(mirror_pairs) | {b: a for a, b in mirror_pairs})
+                                 mirror_pairs)
         for row in rows:
             row.update(extra.get(row["class"], {}))
     for operation, group in scores.groupby("operation"):
