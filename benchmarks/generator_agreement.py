@@ -33,7 +33,7 @@ def main() -> None:
     from flare.core.dataset import Dataset
     from flare.core.manifest import base_images
     from flare.generate.stage import run_generate
-    from flare.metrics.synthetic import GenericJudge, _load, _to_tensor, generic_extractor
+    from flare.metrics.synthetic import GenericJudge, generic_extractor, images_to_unit_tensor, load_images
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset", type=Path)
@@ -52,10 +52,10 @@ def main() -> None:
     real = base_images(dataset.manifest)
     train, val = real.filter(split="train"), real.filter(split="val")
     extractor = generic_extractor()
-    judge = GenericJudge(extractor, _to_tensor(_load(train), args.side), train.frame["label"].to_numpy(),
-                         dataset.taxonomy.mirror_pairs, args.seed)
+    judge = GenericJudge(extractor, images_to_unit_tensor(load_images(train), args.side),
+                         train.frame["label"].to_numpy(), dataset.taxonomy.mirror_pairs, args.seed)
     val_labels = val.frame["label"].to_numpy()
-    val_predicted = judge.predict(_to_tensor(_load(val), args.side))
+    val_predicted = judge.predict(images_to_unit_tensor(load_images(val), args.side))
     classes = sorted(set(train.frame["label"]))
     results = {"dataset": str(args.dataset), "model": str(args.model), "side_px": args.side,
                "per_class": args.per_class, "steps": args.steps, "chirality": args.chirality, "train_counts":
@@ -70,7 +70,7 @@ def main() -> None:
         made = run_generate(args.dataset, args.out / f"guidance-{guidance:g}", config, seed=args.seed, grid=True)
         synthetic = made.manifest.filter(stage="generate")
         labels = synthetic.frame["label"].to_numpy()
-        predicted = judge.predict(_to_tensor(_load(synthetic), args.side))
+        predicted = judge.predict(images_to_unit_tensor(load_images(synthetic), args.side))
         agreement = {c: float((predicted[labels == c] == c).mean()) for c in classes if (labels == c).any()}
         confusion = {c: dict(zip(*np.unique(predicted[labels == c], return_counts=True))) for c in classes}
         results["guidance"][f"{guidance:g}"] = {"agreement": agreement,

@@ -265,11 +265,11 @@ def test_the_mirror_symmetric_judge_mirrors_its_predictions(sim_dataset):
     """Given the mirror pairs, the generic judge's prediction for a mirrored image is exactly the mirrored
     prediction; without them it is an ordinary probe."""
     from flare.core.dataset import Dataset
-    from flare.metrics.synthetic import GenericJudge, _load, _to_tensor, generic_extractor
+    from flare.metrics.synthetic import GenericJudge, generic_extractor, images_to_unit_tensor, load_images
 
     dataset = Dataset.open(sim_dataset)
     rows = dataset.manifest.filter(split="train")
-    images, labels = _to_tensor(_load(rows), 32), rows.frame["label"].to_numpy()
+    images, labels = images_to_unit_tensor(load_images(rows), 32), rows.frame["label"].to_numpy()
     pairs = dataset.taxonomy.mirror_pairs
     mirror = dict(pairs) | {b: a for a, b in pairs}
     judge = GenericJudge(generic_extractor(), images, labels, pairs, seed=0)

@@ -4,7 +4,7 @@ Inception weights cannot be downloaded here (and are a poor fit for sky cut-outs
 small CNN trained in this module on the real train split (rotations by 90° as augmentation). Its penultimate
 layer gives the features for:
 
-- FID and KID (torchmetrics' custom-feature support), synthetic images of a class vs real train images of it;
+- FID and KID (torchmetrics, given these features), synthetic images of a class vs real train images of it;
 - precision / recall on feature manifolds (Kynkäänniemi et al. 2019, k-NN radii, k=3);
 - classifier agreement: the share of synthetic images the real-trained classifier assigns to the prompted class
   (chance is 1 / number of classes; the classifier's own real val accuracy is reported beside it).
@@ -45,14 +45,14 @@ from flare.core.seeding import derive_seed
 from flare.core.symmetry import apply_view, average_views, mirror_permutation
 
 __all__ = ["FeatureClassifier", "train_feature_classifier", "synthetic_quality", "QualityReport",
-           "manifold_precision_recall", "score_synthetic", "generic_extractor", "generic_features", "GenericJudge"]
+           "manifold_precision_recall", "score_synthetic", "generic_extractor", "generic_features", "GenericJudge",
+           "load_images", "images_to_unit_tensor"]
 
 
 class FeatureClassifier(nn.Module):
     """A tiny CNN (GroupNorm: it behaves the same in train and eval, BatchNorm stats failed on mostly-black sky): ``features(x)`` (64-d) for the metrics, ``forward(x)`` logits for agreement.
 
-    Takes float images in [0, 1], any size (resized to ``resolution_px``), as torchmetrics passes them with
-    ``normalize=True``. ``num_features`` tells torchmetrics the feature size.
+    Takes float images in [0, 1], any size (resized to ``resolution_px``).
     """
 
     def __init__(self, num_classes: int, resolution_px: int = 32, width: int = 32):
@@ -82,19 +82,8 @@ class FeatureClassifier(nn.Module):
         return self.head(self.features(x))
 
 
-class _FeatureView(nn.Module):
-    """What torchmetrics calls: images → features."""
-
-    def __init__(self, classifier: FeatureClassifier):
-        super().__init__()
-        self.classifier = classifier
-        self.num_features = classifier.num_features
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier.features(x).double()
-
-
-def _to_tensor(images: list[np.ndarray], resolution_px: int) -> torch.Tensor:
+def images_to_unit_tensor(images: list[np.ndarray], resolution_px: int) -> torch.Tensor:
+    """uint8 (H, W, 3) images → ``(B, 3, R, R)`` floats in [0, 1], bicubic-resized to ``resolution_px``."""
     from PIL import Image
 
     out = []
@@ -115,7 +104,7 @@ def train_feature_classifier(images: list[np.ndarray], labels: list[str], classe
     dropped exactly the rare-class images balanced synthesis is for (measured: 17 of 175 kept, none rare)."""
     torch.manual_seed(derive_seed(seed, "quality-classifier"))
     model = FeatureClassifier(len(classes), resolution_px)
-    data = _to_tensor(images, resolution_px)
+    data = images_to_unit_tensor(images, resolution_px)
     targets = torch.tensor([classes.index(label) for label in labels])
     counts = torch.bincount(targets, minlength=len(classes)).clamp(min=1).float()
     class_weight = len(targets) / (len(classes) * counts)
@@ -172,13 +161,27 @@ def _real_and_synthetic(manifest: Manifest) -> tuple[Manifest, Manifest]:
     return real, synthetic
 
 
-def _load(rows: Manifest, column: str = "path") -> list[np.ndarray]:
+def load_images(rows: Manifest, column: str = "path") -> list[np.ndarray]:
+    """The rows' images (``column``: ``path``, or ``truth_path`` for the HR truth) as uint8 RGB arrays."""
     if column == "truth_path" and (rows.frame[column].fillna("") == "").any():
         raise ConfigError("quality.reference: some real rows have no truth_path; use reference=base")
     return [load_rgb(rows.resolve(p)) for p in rows.frame[column]]
 
 
-def _fid_kid(extractor: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> tuple[float, float, float]:
+class _Precomputed(nn.Module):
+    """The "feature extractor" torchmetrics' FID / KID get: features computed once (they were already computed
+    for the manifolds and the judge), so they are not recomputed for every class and again for KID."""
+
+    def __init__(self, num_features: int):
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features.double()
+
+
+def _fid_kid(real_f: np.ndarray, fake_f: np.ndarray) -> tuple[float, float, float]:
+    """FID, KID mean and KID std (torchmetrics) between two feature sets; nan with fewer than 2 of either."""
     import warnings
 
     from torchmetrics.image.fid import FrechetInceptionDistance
@@ -186,13 +189,15 @@ def _fid_kid(extractor: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> tu
 
     warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
 
-    if len(real) < 2 or len(fake) < 2:
+    if len(real_f) < 2 or len(fake_f) < 2:
         return float("nan"), float("nan"), float("nan")
-    fid = FrechetInceptionDistance(feature=extractor, normalize=True)
+    real, fake = torch.from_numpy(np.ascontiguousarray(real_f)), torch.from_numpy(np.ascontiguousarray(fake_f))
+    features = _Precomputed(real.shape[1])
+    fid = FrechetInceptionDistance(feature=features)
     fid.update(real, real=True)
     fid.update(fake, real=False)
     subset = min(len(real), len(fake), 50)
-    kid = KernelInceptionDistance(feature=extractor, normalize=True, subset_size=subset, subsets=20)
+    kid = KernelInceptionDistance(feature=features, subset_size=subset, subsets=20)
     kid.update(real, real=True)
     kid.update(fake, real=False)
     kid_mean, kid_std = kid.compute()
@@ -207,18 +212,18 @@ def score_synthetic(manifest: Manifest, *, epochs: int, resolution_px: int, seed
     train = real.filter(split="train")
     classes = sorted(set(train.frame["label"]))
     torch.manual_seed(derive_seed(seed, "quality"))
-    classifier = train_feature_classifier(_load(train, column), train.frame["label"].tolist(), classes,
+    classifier = train_feature_classifier(load_images(train, column), train.frame["label"].tolist(), classes,
                                           resolution_px=resolution_px, epochs=epochs, seed=seed)
     val = real.filter(split="val")
     with torch.no_grad():
-        real_x = _to_tensor(_load(train, column), resolution_px)
-        fake_x = _to_tensor(_load(synthetic), resolution_px)
+        real_x = images_to_unit_tensor(load_images(train, column), resolution_px)
+        fake_x = images_to_unit_tensor(load_images(synthetic), resolution_px)
         real_f = classifier.features(real_x).numpy()
         # one image at a time: a row's score must not depend on which rows share its batch (sharded runs)
         fake_f = (torch.cat([classifier.features(fake_x[i:i + 1]) for i in range(len(fake_x))]).numpy()
                   if len(fake_x) else classifier.features(fake_x).numpy())
         fake_p = torch.softmax(classifier.head(torch.from_numpy(fake_f)), dim=1).numpy()
-        val_x, val_labels = _to_tensor(_load(val, column), resolution_px), val.frame["label"].to_numpy()
+        val_x, val_labels = images_to_unit_tensor(load_images(val, column), resolution_px), val.frame["label"].to_numpy()
         val_pred = np.array(classes)[classifier(val_x).argmax(1).numpy()] if len(val) else np.array([])
     val_accuracy = _balanced_accuracy(val_pred, val_labels, classes)
     real_labels = train.frame["label"].to_numpy()
@@ -270,18 +275,18 @@ def score_synthetic_generic(manifest: Manifest, *, seed: int, resolution_px: int
     train, val = real.filter(split="train"), real.filter(split="val")
     classes = sorted(set(train.frame["label"]))
     extractor = generic_extractor(resolution_px)
-    scaler = StandardScaler().fit(real_f := generic_features(_load(train), extractor))
+    scaler = StandardScaler().fit(real_f := generic_features(load_images(train), extractor))
     real_s, real_labels = scaler.transform(real_f), train.frame["label"].to_numpy()
     probe = LogisticRegression(max_iter=2000, class_weight="balanced", random_state=derive_seed(seed, "filter-generic"))
     probe.fit(real_s, real_labels)
-    fake_images = _load(synthetic)
+    fake_images = load_images(synthetic)
     fake_s = (scaler.transform(np.concatenate([generic_features([image], extractor) for image in fake_images]))
               if fake_images else np.zeros((0, real_s.shape[1])))
     order = [list(probe.classes_).index(c) for c in classes]
     fake_p = probe.predict_proba(fake_s)[:, order] if len(fake_s) else np.zeros((0, len(classes)))
     val_accuracy = float("nan")
     if len(val):
-        val_pred = probe.predict(scaler.transform(generic_features(_load(val), extractor)))
+        val_pred = probe.predict(scaler.transform(generic_features(load_images(val), extractor)))
         val_accuracy = _balanced_accuracy(val_pred, val.frame["label"].to_numpy(), classes)
     return (probe, classes, None, None, None, _judge_scores(synthetic, classes, real_s, real_labels, fake_s, fake_p),
             val_accuracy)
@@ -322,7 +327,7 @@ def generic_features(images: list[np.ndarray], extractor: nn.Module | None = Non
     """Lite0 penultimate features of uint8 RGB images (float32, one row per image), in batches."""
     extractor = extractor if extractor is not None else generic_extractor()
     side = getattr(extractor, "resolution_px", 128)
-    parts = [_features_in_batches(extractor, _to_tensor(images[i:i + batch_size], side), batch_size)
+    parts = [_features_in_batches(extractor, images_to_unit_tensor(images[i:i + batch_size], side), batch_size)
              for i in range(0, len(images), batch_size)]
     return np.concatenate(parts) if parts else np.zeros((0, getattr(extractor, "num_features", 0)), np.float32)
 
@@ -391,8 +396,7 @@ def _generic_columns(real_x: torch.Tensor, real_labels: np.ndarray, fake_x: torc
     predicted, val_predicted = judge.predict(fake_x, fake_f), judge.predict(val[0])
     out: dict[str, dict[str, float]] = {}
     for label, real_mask, fake_mask in groups:
-        with torch.no_grad():
-            fid, kid_mean, _ = _fid_kid(extractor, real_x[torch.from_numpy(real_mask)], fake_x[torch.from_numpy(fake_mask)])
+        fid, kid_mean, _ = _fid_kid(real_f[real_mask], fake_f[fake_mask])
         precision, recall = manifold_precision_recall(real_f[real_mask], fake_f[fake_mask])
         agree = predicted[fake_mask] == fake_labels[fake_mask]
         out[label] = {"fid_imagenet": fid, "kid_imagenet": kid_mean, "precision_imagenet": precision,
@@ -415,14 +419,11 @@ def synthetic_quality(manifest: Manifest, *, epochs: int = 30, resolution_px: in
     real_x, real_f, real_labels = real
     fake_x, fake_f, fake_labels = fake
     val_x, val_labels, val_pred = val
-    extractor = _FeatureView(classifier).eval()
     rows: list[dict[str, Any]] = []
     groups = [(label, real_labels == label, fake_labels == label) for label in classes]
     groups.append(("all", np.ones(len(real_labels), bool), np.ones(len(fake_labels), bool)))
     for label, real_mask, fake_mask in groups:
-        with torch.no_grad():
-            fid, kid_mean, kid_std = _fid_kid(extractor, real_x[torch.from_numpy(real_mask)],
-                                              fake_x[torch.from_numpy(fake_mask)])
+        fid, kid_mean, kid_std = _fid_kid(real_f[real_mask], fake_f[fake_mask])
         precision, recall = manifold_precision_recall(real_f[real_mask], fake_f[fake_mask])
         agreement = scores.loc[fake_mask, "predicted"].to_numpy() == scores.loc[fake_mask, "label"].to_numpy()
         rows.append({"class": label, "real": int(real_mask.sum()), "synthetic": int(fake_mask.sum()),
