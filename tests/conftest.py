@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("FLARE_PROGRESS", "0")
+# rich wraps CLI output at the terminal width (80 columns without a terminal): a test that looks for a phrase in
+# a message must not depend on where a line happened to break
+os.environ.setdefault("COLUMNS", "200")
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
