@@ -46,12 +46,13 @@ from flare.combine.selection import take_count
 from flare.core.config import CombineConfig
 from flare.core.io import load_rgb
 from flare.core.manifest import Manifest
+from flare.core.pretrained import GENERIC_BACKBONE
 from flare.core.seeding import derive_seed, numpy_rng
 from flare.core.symmetry import VIEWS, apply_view, average_views, mirror_permutation
 
 __all__ = ["TypeValues", "score_types", "rank_by_value", "IMAGENET_BACKBONE", "PIXEL_FEATURE_PX"]
 
-IMAGENET_BACKBONE = "efficientnet-lite0-imagenet"
+IMAGENET_BACKBONE = GENERIC_BACKBONE
 PIXEL_FEATURE_PX = 16  # the fallback space: 16 x 16 x 3 = 768 values per image
 
 # ``render(manifest, row) -> (H, W, 3) uint8`` draws a row without a file (a lazy augmentation recipe); the

@@ -21,14 +21,16 @@ import importlib
 import importlib.metadata
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from flare.core.errors import ConfigError
 from flare.core.files import atomic_output, user_cache_dir
 
-__all__ = ["PretrainedSource", "PRETRAINED", "pretrained_weights", "build_pretrained", "convert_package_weights",
-           "is_installed"]
+if TYPE_CHECKING:  # torch is imported where weights are read: naming a backbone must not import it
+    import torch
+
+__all__ = ["PretrainedSource", "PRETRAINED", "GENERIC_BACKBONE", "pretrained_weights", "build_pretrained",
+           "convert_package_weights", "is_installed"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,11 @@ PRETRAINED: dict[str, PretrainedSource] = {
         model_file_class=f"EfficientnetLite{i}ModelFile")
     for i in (0, 1, 2)
 }
+
+
+# The generic (not astronomy-trained) feature space that the quality metrics, the synthetic filter and audit and
+# the value rule share: Lite0, the one weights package that is a dependency.
+GENERIC_BACKBONE = "efficientnet-lite0-imagenet"
 
 
 def _source(name: str) -> PretrainedSource:
@@ -92,6 +99,7 @@ def convert_package_weights(source: PretrainedSource, package_file: Path, out: P
     """Map the package's lukemelas-layout tensors onto timm's keys (in order, every shape checked); write
     safetensors to ``out``. Raises one line when the file does not match the architecture."""
     import timm
+    import torch
     from safetensors.torch import save_file
 
     state = torch.load(package_file, map_location="cpu", weights_only=True)

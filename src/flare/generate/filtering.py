@@ -28,6 +28,7 @@ from flare.core.config import GenerateConfig
 from flare.core.errors import ConfigError
 from flare.core.io import load_rgb
 from flare.core.manifest import Manifest, base_images
+from flare.core.pretrained import GENERIC_BACKBONE
 from flare.core.symmetry import VIEWS, apply_view
 from flare.metrics.memorisation import audit_near_copies, pixel_vectors
 from flare.metrics.synthetic import score_synthetic, score_synthetic_generic
@@ -37,7 +38,7 @@ __all__ = ["filter_synthetic", "score_filter", "audit_synthetic", "judge_synthet
 
 FILTERED_OUT_NAME = "filtered_out.csv"
 AUDIT_NAME = "memorisation_audit.json"
-GENERIC_SPACE = "efficientnet-lite0-imagenet"
+GENERIC_SPACE = GENERIC_BACKBONE
 
 
 def filter_judge_space(space: str) -> str:

@@ -41,6 +41,7 @@ from torch import nn
 from flare.core.errors import ConfigError, ManifestError
 from flare.core.io import load_rgb
 from flare.core.manifest import Manifest, base_images
+from flare.core.pretrained import GENERIC_BACKBONE
 from flare.core.seeding import derive_seed
 from flare.core.symmetry import apply_view, average_views, mirror_permutation
 
@@ -223,7 +224,8 @@ def score_synthetic(manifest: Manifest, *, epochs: int, resolution_px: int, seed
         fake_f = (torch.cat([classifier.features(fake_x[i:i + 1]) for i in range(len(fake_x))]).numpy()
                   if len(fake_x) else classifier.features(fake_x).numpy())
         fake_p = torch.softmax(classifier.head(torch.from_numpy(fake_f)), dim=1).numpy()
-        val_x, val_labels = images_to_unit_tensor(load_images(val, column), resolution_px), val.frame["label"].to_numpy()
+        val_x = images_to_unit_tensor(load_images(val, column), resolution_px)
+        val_labels = val.frame["label"].to_numpy()
         val_pred = np.array(classes)[classifier(val_x).argmax(1).numpy()] if len(val) else np.array([])
     val_accuracy = _balanced_accuracy(val_pred, val_labels, classes)
     real_labels = train.frame["label"].to_numpy()
@@ -299,7 +301,7 @@ class _ImageNetFeatures(nn.Module):
         super().__init__()
         from flare.core.pretrained import build_pretrained
 
-        self.model, source = build_pretrained("efficientnet-lite0-imagenet")
+        self.model, source = build_pretrained(GENERIC_BACKBONE)
         self.model.eval()
         self.resolution_px = resolution_px
         self.register_buffer("mean", torch.tensor(source.mean).view(1, 3, 1, 1))
