@@ -15,8 +15,8 @@ judged at the same detail. It prints, and writes to ``OUT/agreement.json``, per 
 real val images (what a generator drawing real images would score) and the synthetic agreement.
 
 Why a script and not ``flare generate quality``: that command also computes FID/KID and manifold precision /
-recall for two feature spaces per class, about 20 minutes on GZ1's 3,720 train images; this one needs only the
-agreement, in a few minutes per guidance scale.
+recall in two feature spaces per class: 662 s on one core for 180 images against GZ1's 3,720 train images
+(1.4 GB resident). This one needs only the agreement: about 4 minutes at 128 px, most of it the judge's features.
 """
 
 from __future__ import annotations
