@@ -46,13 +46,12 @@ from flare.combine.selection import take_count
 from flare.core.config import CombineConfig
 from flare.core.io import load_rgb
 from flare.core.manifest import Manifest
-from flare.core.pretrained import GENERIC_BACKBONE
+from flare.core.pretrained import GENERIC_BACKBONE, PRETRAINED
 from flare.core.seeding import derive_seed, numpy_rng
 from flare.core.symmetry import VIEWS, apply_view, average_views, mirror_permutation
 
-__all__ = ["TypeValues", "score_types", "rank_by_value", "IMAGENET_BACKBONE", "PIXEL_FEATURE_PX"]
+__all__ = ["TypeValues", "score_types", "rank_by_value", "PIXEL_FEATURE_PX"]
 
-IMAGENET_BACKBONE = GENERIC_BACKBONE
 PIXEL_FEATURE_PX = 16  # the fallback space: 16 x 16 x 3 = 768 values per image
 
 # ``render(manifest, row) -> (H, W, 3) uint8`` draws a row without a file (a lazy augmentation recipe); the
@@ -127,13 +126,13 @@ class _Features:
     extractor (the one the quality report and the memorisation audit use), built once, on first use."""
 
     def __init__(self, kind: str, size_px: int):
-        from flare.core.pretrained import PRETRAINED, is_installed
+        from flare.core.pretrained import is_installed
 
         if kind == "auto":
-            kind = "imagenet" if is_installed(IMAGENET_BACKBONE) else "pixels"
+            kind = "imagenet" if is_installed(GENERIC_BACKBONE) else "pixels"
         self.kind, self.size_px = kind, size_px
         if kind == "imagenet":
-            self.name = (f"{IMAGENET_BACKBONE}: {PRETRAINED[IMAGENET_BACKBONE].description}, penultimate 1280-d "
+            self.name = (f"{GENERIC_BACKBONE}: {PRETRAINED[GENERIC_BACKBONE].description}, penultimate 1280-d "
                          f"features at {size_px} px")
         else:
             self.name = f"pixels: {PIXEL_FEATURE_PX} x {PIXEL_FEATURE_PX} RGB in [0, 1] (768-d)"

@@ -22,6 +22,7 @@ from flare.core.files import sha256_file
 from flare.generate.base import FrozenConfig, GenerationBackend, GenerationOutput, per_image_generators, to_uint8_images
 from flare.generate.registry import register_generator
 from flare.generate.text_encoder import EMBEDDING_DIM, MiniLMTextEncoder
+from flare.metrics.synthetic import images_to_unit_tensor
 
 __all__ = ["EmbeddedDiffusionPipeline", "EmbeddedGenerator", "tiny_unet", "training_scheduler", "SCHEDULERS", "PREDICTION_TYPES",
            "images_to_tensor", "trained_mirrors", "denoise"]
@@ -52,10 +53,15 @@ def tiny_unet(resolution_px: int = 32, block_out_channels: tuple[int, ...] = (32
                                 norm_num_groups=min(16, min(block_out_channels)), **extra)
 
 
+def conditions_on_time(unet) -> bool:
+    """Whether ``unet`` was built by :func:`tiny_unet` with ``condition_on_time`` (its saved config says so)."""
+    return unet.config.class_embed_type == "projection"
+
+
 def denoise(unet, sample: torch.Tensor, timestep, condition: torch.Tensor) -> torch.Tensor:
     """The UNet's prediction for ``condition`` (``(B, 1, D)`` prompt embeddings), given to the cross-attention
     and, for a model built with ``condition_on_time``, to the timestep embedding too."""
-    class_labels = condition[:, 0] if unet.config.class_embed_type == "projection" else None
+    class_labels = condition[:, 0] if conditions_on_time(unet) else None
     return unet(sample, timestep, encoder_hidden_states=condition, class_labels=class_labels).sample
 
 
@@ -89,16 +95,9 @@ def sampling_scheduler(kind: str, config: Any):
 
 
 def images_to_tensor(images: list[np.ndarray], resolution_px: int) -> torch.Tensor:
-    """uint8 (H, W, 3) images → ``(B, 3, R, R)`` in [-1, 1], resized with antialiasing."""
-    from PIL import Image
-
-    out = []
-    for image in images:
-        pil = Image.fromarray(np.asarray(image, dtype=np.uint8)).convert("RGB")
-        if pil.size != (resolution_px, resolution_px):
-            pil = pil.resize((resolution_px, resolution_px), Image.Resampling.BICUBIC, reducing_gap=None)
-        out.append(torch.from_numpy(np.asarray(pil, dtype=np.float32)).permute(2, 0, 1) / 127.5 - 1.0)
-    return torch.stack(out)
+    """uint8 (H, W, 3) images → ``(B, 3, R, R)`` in [-1, 1], the diffusion range: the metrics' bicubic [0, 1]
+    conversion rescaled (bit for bit the same as ``x / 127.5 - 1``)."""
+    return images_to_unit_tensor(images, resolution_px) * 2 - 1
 
 
 class EmbeddedDiffusionPipeline:
@@ -236,7 +235,7 @@ class EmbeddedGenerator(GenerationBackend):
         self.config = FrozenConfig(backend=self.name, model_path=str(self.model_path), scheduler=scheduler,
                                    resolution_px=self.resolution_px, device=self.pipeline.device.type,
                                    block_out_channels=list(self.pipeline.unet.config.block_out_channels),
-                                   condition_on_time=self.pipeline.unet.config.class_embed_type == "projection",
+                                   condition_on_time=conditions_on_time(self.pipeline.unet),
                                    text_encoder=self.pipeline.text_encoder.model_id,
                                    text_encoder_hash=self.pipeline.text_encoder.weights_hash())
 

